@@ -1,0 +1,22 @@
+# Two commands for a fresh machine:  `make run` (main job) and `make test` (test suite).
+# Both create .venv with the pinned requirements on first use.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+.PHONY: venv run test
+venv: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(PY) quickstart.py --logdir runs/digits
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests

@@ -1,0 +1,1 @@
+"""Converters from real dataset formats to the original Glow release's TFRecords."""

@@ -1,0 +1,41 @@
+"""tfglow: Glow (Kingma & Dhariwal, 2018) in TensorFlow 2 / Keras 3 with TFP bijectors.
+
+    import tfglow
+    cfg = tfglow.GlowConfig.preset("cifar10")
+    model = tfglow.Glow(cfg)
+    model.initialize(x_uint8)
+    bpd = model.bits_per_dim(x_uint8)
+
+Modules, one concept each (Glow Table 1 and Figure 2):
+    actnorm      ActNorm                         (section 3.1)
+    invconv      InvConv1x1, LUInvConv1x1        (section 3.2, eq. 9-11)
+    permutation  Reverse, Shuffle                (section 3.3, "Permutation")
+    coupling     AdditiveCoupling, AffineCoupling (section 3.3)
+    nn           the coupling network NN() and its zero-initialised convolutions
+    step         FlowStep: actnorm -> permutation -> coupling
+    squeeze      squeeze2d / unsqueeze2d
+    split        Split2d: factor-out with the learned conditional prior
+    prior        TopPrior (learntop, ycond) and the class predictor
+    model        Glow: the multi-scale model
+    objective    preprocess, dequantisation, bits/dim (eq. 2)
+    flow         FlowLayer and its TFP bijector adapter
+"""
+from tfglow.actnorm import ActNorm
+from tfglow.config import PRESETS, GlowConfig
+from tfglow.coupling import AdditiveCoupling, AffineCoupling
+from tfglow.flow import FlowBijector, FlowLayer
+from tfglow.invconv import InvConv1x1, LUInvConv1x1
+from tfglow.model import Glow
+from tfglow.permutation import Reverse, Shuffle
+from tfglow.prior import TopPrior
+from tfglow.split import Split2d
+from tfglow.squeeze import Squeeze, squeeze2d, unsqueeze2d
+from tfglow.step import FlowStep
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActNorm", "AdditiveCoupling", "AffineCoupling", "FlowBijector", "FlowLayer", "FlowStep",
+    "Glow", "GlowConfig", "InvConv1x1", "LUInvConv1x1", "PRESETS", "Reverse", "Shuffle",
+    "Split2d", "Squeeze", "TopPrior", "squeeze2d", "unsqueeze2d",
+]

@@ -1,0 +1,90 @@
+"""Actnorm (Glow section 3.1, Table 1 row 1): per-channel affine map with data-dependent init.
+
+    y = (x + b) * exp(logs)            (the original's order: centre, then scale)
+    x = y * exp(-logs) - b
+    log|det dy/dx| = H * W * sum(logs)   for x of shape [B, H, W, C];  sum(logs) for [B, C]
+
+As the original, the variable holds logs / logscale_factor (3) and is multiplied back when
+used, and the data-dependent initialisation sets, from the first batch it sees,
+
+    b = -mean(x),   logs = log(1 / (sqrt(mean((x + b)^2)) + 1e-6))
+
+so that y has zero mean and unit variance per channel. Unlike the original (which used one
+worker's statistics), the moments are averaged over all replicas of a tf.distribute strategy.
+"""
+import contextlib
+import threading
+
+import tensorflow as tf
+
+from tfglow.flow import FlowLayer, per_example
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def data_dependent_init():
+    """Within this context every ActNorm.forward (re)initialises itself from its input."""
+    previous = getattr(_state, "active", False)
+    _state.active = True
+    try:
+        yield
+    finally:
+        _state.active = previous
+
+
+def ddi_active():
+    return getattr(_state, "active", False)
+
+
+def cross_replica_mean(t):
+    """Mean of t over the replicas of the current tf.distribute replica context (if any)."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, t)
+    return t
+
+
+class ActNorm(FlowLayer):
+    """Per-channel scale and bias; input [B, H, W, C] (or [B, C]); see module docstring."""
+
+    def __init__(self, logscale_factor=3.0, **kwargs):
+        super().__init__(**kwargs)
+        self.logscale_factor = float(logscale_factor)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.bias = self.add_weight(shape=(channels,), initializer="zeros", name="bias")
+        # Stored divided by logscale_factor, as the original.
+        self.logs_scaled = self.add_weight(shape=(channels,), initializer="zeros", name="logs")
+        self.initialized = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                           name="initialized")
+
+    @property
+    def logs(self):
+        return self.logs_scaled * self.logscale_factor
+
+    def _spatial_size(self, x):
+        return 1 if x.shape.rank == 2 else int(x.shape[1]) * int(x.shape[2])
+
+    def initialize_from(self, x):
+        """Sets b and logs from the moments of x (all axes but channels); returns the ops."""
+        axes = list(range(x.shape.rank - 1))
+        mean = cross_replica_mean(tf.reduce_mean(x, axes))
+        var = cross_replica_mean(tf.reduce_mean(tf.square(x - mean), axes))
+        logs = tf.math.log(1.0 / (tf.sqrt(var) + 1e-6))
+        self.bias.assign(-mean)
+        self.logs_scaled.assign(logs / self.logscale_factor)
+        self.initialized.assign(1.0)
+
+    def forward(self, x, **cond):
+        if ddi_active():
+            self.initialize_from(x)
+        logs = self.logs
+        y = (x + self.bias) * tf.exp(logs)
+        return y, per_example(self._spatial_size(x) * tf.reduce_sum(logs), x)
+
+    def inverse(self, y, **cond):
+        logs = self.logs
+        x = y * tf.exp(-logs) - self.bias
+        return x, per_example(-self._spatial_size(y) * tf.reduce_sum(logs), y)

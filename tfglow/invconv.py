@@ -1,0 +1,131 @@
+"""Invertible 1x1 convolution (Glow section 3.2, Table 1 row 2; eq. 9-11).
+
+Plain (flow_permutation 2), as the original:
+
+    y[b, i, j, :] = x[b, i, j, :] @ W           W: [C, C], a random rotation at init
+    x[b, i, j, :] = y[b, i, j, :] @ W^-1
+    log|det| = H * W * log|det W|               (eq. 9)
+
+The original stores the kernel as [1, 1, C_in, C_out], i.e. y = x W (the paper writes W x,
+which is the same map with W transposed; the log-determinant is the same).
+
+LU-decomposed (flow_permutation 3; eq. 10-11): W = P L (U + diag(sign(s) * exp(log|s|))) with
+P and sign(s) fixed, L unit lower triangular, U strictly upper triangular, log|det W| =
+sum(log|s|). W, its inverse and log|det W| are computed in float64 (the original did the
+determinant in float64 but the inverse in float32; float64 keeps decode exact for deep models).
+"""
+import numpy as np
+import scipy.linalg
+import tensorflow as tf
+
+from tfglow.flow import FlowLayer, constant_initializer, per_example
+
+
+def random_rotation(rng, channels):
+    """A random orthogonal [C, C] matrix: Q of the QR decomposition of a Gaussian matrix."""
+    return np.linalg.qr(rng.standard_normal((channels, channels)))[0].astype(np.float32)
+
+
+def conv1x1(x, w):
+    """y = x @ w over the channel axis of x [B, H, W, C]; w [C, D] -> y [B, H, W, D]."""
+    return tf.nn.conv2d(x, tf.reshape(w, [1, 1] + list(w.shape)), strides=1, padding="VALID")
+
+
+def _spatial(x):
+    return int(x.shape[1]) * int(x.shape[2])
+
+
+class InvConv1x1(FlowLayer):
+    """Plain invertible 1x1 convolution with a full [C, C] weight (see module docstring)."""
+
+    def __init__(self, rng=None, **kwargs):
+        super().__init__(**kwargs)
+        self._rng = rng if rng is not None else np.random.default_rng()
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.kernel = self.add_weight(
+            shape=(channels, channels), name="W",
+            initializer=constant_initializer(random_rotation(self._rng, channels)))
+
+    def weight_and_logdet(self):
+        """(W float32 [C, C], log|det W| float32 scalar); the determinant in float64."""
+        w64 = tf.cast(self.kernel, tf.float64)
+        logdet = tf.linalg.slogdet(w64)[1]
+        return tf.convert_to_tensor(self.kernel), tf.cast(logdet, tf.float32)
+
+    def inverse_weight(self):
+        return tf.cast(tf.linalg.inv(tf.cast(self.kernel, tf.float64)), tf.float32)
+
+    def forward(self, x, **cond):
+        w, logdet = self.weight_and_logdet()
+        return conv1x1(x, w), per_example(_spatial(x) * logdet, x)
+
+    def inverse(self, y, **cond):
+        _, logdet = self.weight_and_logdet()
+        return conv1x1(y, self.inverse_weight()), per_example(-_spatial(y) * logdet, y)
+
+
+def lu_parameters(w):
+    """(P, L, U, sign_s, log_s) of a [C, C] matrix, as float32, for LUInvConv1x1 (eq. 10)."""
+    p, lower, upper = scipy.linalg.lu(np.asarray(w, np.float64))
+    s = np.diag(upper)
+    return tuple(a.astype(np.float32) for a in (
+        p, lower, np.triu(upper, k=1), np.sign(s), np.log(np.abs(s))))
+
+
+class LUInvConv1x1(FlowLayer):
+    """LU-decomposed invertible 1x1 convolution, initialised from a random rotation."""
+
+    def __init__(self, rng=None, **kwargs):
+        super().__init__(**kwargs)
+        self._rng = rng if rng is not None else np.random.default_rng()
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        p, lower, upper, sign_s, log_s = lu_parameters(random_rotation(self._rng, channels))
+
+        def weight(name, value, trainable=True):
+            return self.add_weight(shape=value.shape, name=name, trainable=trainable,
+                                   initializer=constant_initializer(value))
+
+        self.p = weight("P", p, trainable=False)
+        self.lower = weight("L", lower)
+        self.upper = weight("U", upper)
+        self.sign_s = weight("sign_S", sign_s, trainable=False)
+        self.log_s = weight("log_S", log_s)
+        self._l_mask = np.tril(np.ones((channels, channels)), -1)
+
+    def set_from_matrix(self, w):
+        """Sets P, L, U, sign(s), log|s| so that this layer computes x @ w."""
+        for var, value in zip((self.p, self.lower, self.upper, self.sign_s, self.log_s),
+                              lu_parameters(w)):
+            var.assign(value)
+
+    def _factors64(self):
+        """(P, L, U') in float64 with W = P L U'."""
+        f64 = lambda v: tf.cast(v, tf.float64)
+        eye = tf.eye(self._l_mask.shape[0], dtype=tf.float64)
+        lower = f64(self.lower) * self._l_mask + eye
+        upper = (f64(self.upper) * self._l_mask.T
+                 + tf.linalg.diag(f64(self.sign_s) * tf.exp(f64(self.log_s))))
+        return f64(self.p), lower, upper
+
+    def weight(self):
+        p, lower, upper = self._factors64()
+        return tf.cast(p @ lower @ upper, tf.float32)
+
+    def inverse_weight(self):
+        # W^-1 = U'^-1 L^-1 P^T, by two triangular solves.
+        p, lower, upper = self._factors64()
+        l_inv_pt = tf.linalg.triangular_solve(lower, tf.transpose(p), lower=True)
+        return tf.cast(tf.linalg.triangular_solve(upper, l_inv_pt, lower=False), tf.float32)
+
+    def _logdet(self):
+        return tf.reduce_sum(self.log_s)
+
+    def forward(self, x, **cond):
+        return conv1x1(x, self.weight()), per_example(_spatial(x) * self._logdet(), x)
+
+    def inverse(self, y, **cond):
+        return conv1x1(y, self.inverse_weight()), per_example(-_spatial(y) * self._logdet(), y)
