@@ -177,7 +177,7 @@ def _expected_parameters(cfg):
     return total
 
 
-@pytest.mark.parametrize("preset", ["cifar10", "cifar10_ycond", "digits"])
+@pytest.mark.parametrize("preset", ["cifar10", "cifar10_ycond", "celeba", "digits"])
 def test_full_presets_build_with_the_expected_parameter_count(preset):
     cfg = tfglow.GlowConfig.preset(preset)
     model = tfglow.Glow(cfg)
