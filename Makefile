@@ -12,11 +12,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-.PHONY: venv run test
+.PHONY: venv run test horovod
 venv: $(VENV)/.installed
+
+# Horovod 0.28.1 does not build against TF 2.21 as published: the script patches and builds it,
+# caching the wheel outside the clone (~/.cache/tfglow/horovod).
+horovod: $(VENV)/.installed
+	tools/build_horovod.sh $(PY)
 
 run: $(VENV)/.installed
 	$(PY) quickstart.py --logdir runs/digits
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed horovod
 	$(PY) -m pytest -q tests

@@ -1,0 +1,384 @@
+"""Optimizers of the original Glow release (``openai/glow`` ``optim.py``) for TF2 / Keras 3.
+
+What the original does, and what is reproduced here:
+
+* ``adamax`` (the default) and ``adam``, with ``beta2 = 1 - 1 / (train_its * polyak_epochs)``
+  (:func:`polyak_beta2`), gradients averaged over workers, and, per step ``t = 1, 2, ...``::
+
+      lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
+      m1   = beta1 * m1 + (1 - beta1) * g           (m1 = g, no slot, when beta1 == 0)
+      m2   = max(beta2 * m2, |g|)                    Adamax
+      m2   = beta2 * m2 + (1 - beta2) * g**2         Adam
+      w    = weight_decay * w - lr_t * m1 / (m2 + eps)            Adamax
+      w    = weight_decay * w - lr_t * m1 / (sqrt(m2) + eps)      Adam
+
+  ``weight_decay`` is the original's *multiplicative* decay (1.0 = off), not Keras' decoupled
+  weight decay. The bias-correction factor is computed in float32 like the original.
+* Polyak averaging: ``tf.train.ExponentialMovingAverage(decay=beta2, zero_debias=True)`` applied
+  to the trainable variables. In TF1, ``zero_debias`` only affects averages of *tensors*: the
+  average of a ``tf.Variable`` starts at the variable's value and is updated as
+  ``avg -= (avg - w) * (1 - decay)`` with no debiasing. That is what the original computed and
+  what ``polyak_zero_debias=False`` (default) reproduces, starting from the weights just before
+  the first step (after data-dependent init and broadcast) and using the weights after each
+  update. ``polyak_zero_debias=True`` gives TF1's tensor semantics instead (zero start, divided
+  by ``1 - decay**t``), which is less biased towards the initial weights early in training.
+  The original never evaluated with the averages; :class:`Polyak` adds the means to do so.
+* Warmup: ``lr * min(1, n_processed / (n_train * epochs_warmup))`` (:func:`warmup_lr`), where
+  the original's ``n_processed`` is the number of images processed *before* the step
+  (``world_size * n_batch_train`` per step), so the very first step has learning rate 0.
+
+Distribution: the optimizers are ``keras.optimizers.Optimizer`` subclasses, so
+``apply_gradients`` works inside ``tf.function`` and under ``tf.distribute`` strategies. Like the
+original's ``allreduce_mean``, gradients given in a replica context are AVERAGED over replicas
+(``average_across_replicas=True``; Keras itself would sum them): compute per-replica gradients of
+the per-replica mean loss. With Horovod, use ``hvd.DistributedGradientTape`` (which averages) and
+no strategy.
+
+This module only depends on TensorFlow and Keras (no other ``tfglow`` modules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterable, Sequence
+
+import keras
+import tensorflow as tf
+
+__all__ = [
+    "polyak_beta2",
+    "num_train_its",
+    "warmup_lr",
+    "GlowOptimizer",
+    "Adamax",
+    "Adam",
+    "Polyak",
+    "make_optimizer",
+]
+
+
+# --------------------------------------------------------------------------- schedule helpers
+
+def num_train_its(n_train: int, n_batch_train: int, world_size: int = 1) -> int:
+    """Optimizer steps per epoch, as the original: ``ceil(n_train / (n_batch_train * world))``.
+
+    (The original uses ``n_batch_train`` here, not the anchor-scaled local batch.)
+    """
+    if n_train <= 0 or n_batch_train <= 0 or world_size <= 0:
+        raise ValueError(f"need positive sizes, got {n_train=}, {n_batch_train=}, {world_size=}")
+    return int(math.ceil(n_train / (n_batch_train * world_size)))
+
+
+def polyak_beta2(train_its: int, polyak_epochs: float = 1.0) -> float:
+    """``beta2 = 1 - 1 / (train_its * polyak_epochs)``: the optimizer's beta2 and Polyak decay."""
+    horizon = float(train_its) * float(polyak_epochs)
+    if horizon <= 1.0:
+        raise ValueError(
+            f"train_its * polyak_epochs must be > 1 (got {train_its} * {polyak_epochs}); "
+            "beta2 would be <= 0")
+    return 1.0 - 1.0 / horizon
+
+
+def warmup_lr(lr, n_processed, n_train, epochs_warmup):
+    """Linear warmup of the original train.py: ``lr * min(1, n_processed / (n_train * epochs_warmup))``.
+
+    ``n_processed`` counts images processed before this step over all workers (the original adds
+    ``world_size * n_batch_train`` after each step). ``epochs_warmup <= 0`` means no warmup (the
+    original would divide by zero). Works on Python numbers and on tensors (inside tf.function).
+    """
+    if not tf.is_tensor(epochs_warmup) and epochs_warmup <= 0:
+        return lr
+    if any(tf.is_tensor(a) or isinstance(a, tf.Variable)
+           for a in (lr, n_processed, n_train, epochs_warmup)):
+        frac = (tf.cast(n_processed, tf.float32)
+                / (tf.cast(n_train, tf.float32) * tf.cast(epochs_warmup, tf.float32)))
+        return tf.cast(lr, tf.float32) * tf.minimum(1.0, frac)
+    return lr * min(1.0, n_processed / (n_train * epochs_warmup))
+
+
+# --------------------------------------------------------------------------- optimizers
+
+class GlowOptimizer(keras.optimizers.Optimizer):
+    """Shared machinery of :class:`Adamax` and :class:`Adam` (see the module docstring).
+
+    Args:
+        learning_rate: float (stored in a variable; set it every step with
+            :meth:`set_learning_rate`, also inside a compiled step, without retracing) or a
+            Keras schedule / callable of the iteration count.
+        beta1: first-moment decay; 0 disables the first moment (as the original).
+        beta2: second-moment decay; the original uses :func:`polyak_beta2`.
+        epsilon: 1e-8 as the original.
+        weight_decay: multiplicative decay ``w <- weight_decay * w - step`` (1.0 = off).
+        polyak: keep Polyak averages (slot variables, checkpointed with the optimizer).
+        polyak_decay: decay of the averages; ``None`` = ``beta2`` (the original).
+        polyak_zero_debias: see the module docstring (default False = the original's numbers).
+        average_across_replicas: divide replica-context gradients by the number of replicas
+            before Keras sums them, i.e. average them like the original's ``allreduce_mean``.
+        **kwargs: other ``keras.optimizers.Optimizer`` arguments (``name``, ``clipnorm``...).
+            Keras' own (decoupled) ``weight_decay`` and ``use_ema`` are not used.
+    """
+
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
+                 weight_decay=1.0, polyak=True, polyak_decay=None, polyak_zero_debias=False,
+                 average_across_replicas=True, name=None, **kwargs):
+        if kwargs.get("use_ema"):
+            raise ValueError("use_ema is not supported; the Polyak average (polyak=True) replaces it")
+        kwargs.pop("use_ema", None)
+        if isinstance(learning_rate, int):
+            learning_rate = float(learning_rate)
+        super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
+        if not 0.0 <= beta1 < 1.0:
+            raise ValueError(f"beta1 must be in [0, 1), got {beta1}")
+        if not 0.0 < beta2 < 1.0:
+            raise ValueError(f"beta2 must be in (0, 1), got {beta2}")
+        self.beta1 = float(beta1)
+        self.beta2 = float(beta2)
+        self.epsilon = float(epsilon)
+        self.decay_factor = float(weight_decay)
+        self.polyak_enabled = bool(polyak)
+        self.polyak_decay = float(beta2 if polyak_decay is None else polyak_decay)
+        if self.polyak_enabled and not 0.0 < self.polyak_decay < 1.0:
+            raise ValueError(f"polyak_decay must be in (0, 1), got {self.polyak_decay}")
+        self.polyak_zero_debias = bool(polyak_zero_debias)
+        self.average_across_replicas = bool(average_across_replicas)
+        self._polyak_view = Polyak(self)
+
+    # ----------------------------------------------------------------- state
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._m1 = []
+        self._m2 = []
+        self._polyak_avg = []
+        self._polyak_biased = []
+        for var in var_list:
+            self._m1.append(self.add_variable_from_reference(var, "m1") if self.beta1 > 0 else None)
+            self._m2.append(self.add_variable_from_reference(var, "m2"))
+            if self.polyak_enabled:
+                self._polyak_avg.append(self.add_variable_from_reference(var, "polyak"))
+                self._polyak_biased.append(
+                    self.add_variable_from_reference(var, "polyak_biased")
+                    if self.polyak_zero_debias else None)
+
+    def set_learning_rate(self, lr):
+        """Assign the learning rate (Python number or tensor; fine inside a compiled step)."""
+        if not isinstance(self._learning_rate, keras.Variable):
+            raise TypeError("learning rate is a schedule/callable; it cannot be assigned")
+        self._learning_rate.assign(tf.cast(lr, self._learning_rate.dtype))
+
+    @property
+    def polyak(self) -> "Polyak":
+        """The Polyak-average view: ``swapped(vars)``, ``assign_average_to(vars)``, ..."""
+        return self._polyak_view
+
+    # ----------------------------------------------------------------- update
+    def apply(self, grads, trainable_variables=None):
+        grads = list(grads)
+        ctx = tf.distribute.get_replica_context()
+        if self.average_across_replicas and ctx is not None and ctx.num_replicas_in_sync > 1:
+            scale = 1.0 / ctx.num_replicas_in_sync
+            grads = [None if g is None else g * tf.cast(scale, g.dtype) for g in grads]
+        return super().apply(grads, trainable_variables)
+
+    def _second_moment(self, m2, g, beta2):
+        raise NotImplementedError
+
+    def _denominator(self, m2_new, eps):
+        raise NotImplementedError
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = tf.convert_to_tensor(gradient)
+        g = tf.cast(gradient, dtype)
+        idx = self._get_variable_index(variable)
+        step = tf.cast(self.iterations + 1, tf.float32)  # t = 1 on the first step
+        # Bias correction in float32, as the original (python floats -> float32 tensors).
+        b1 = tf.constant(self.beta1, tf.float32)
+        b2 = tf.constant(self.beta2, tf.float32)
+        corr = tf.sqrt(1.0 - tf.pow(b2, step)) / (1.0 - tf.pow(b1, step))
+        lr_t = tf.cast(learning_rate, dtype) * tf.cast(corr, dtype)
+
+        if self.beta1 > 0:
+            m1 = self._m1[idx]
+            m1_new = self.beta1 * m1 + (1.0 - self.beta1) * g
+            self.assign(m1, m1_new)
+        else:
+            m1_new = g
+        m2 = self._m2[idx]
+        m2_new = self._second_moment(m2, g, tf.cast(self.beta2, dtype))
+        self.assign(m2, m2_new)
+        delta = m1_new / self._denominator(m2_new, tf.cast(self.epsilon, dtype))
+
+        w_old = tf.convert_to_tensor(variable)
+        w_new = tf.cast(self.decay_factor, dtype) * w_old - lr_t * delta
+        self.assign(variable, w_new)
+
+        if self.polyak_enabled:
+            self._update_polyak(idx, w_old, w_new, step)
+
+    def _update_polyak(self, idx, w_old, w_new, step):
+        """TF1 ``assign_moving_average`` arithmetic: ``avg -= (avg - w) * (1 - decay)``."""
+        dtype = w_new.dtype
+        # TF1: decay -> float32 tensor, then ``1.0 - decay`` in float32, cast to the var dtype.
+        one_minus = tf.cast(1.0 - tf.constant(self.polyak_decay, tf.float32), dtype)
+        avg = self._polyak_avg[idx]
+        if not self.polyak_zero_debias:
+            # The average of a variable starts at its value: here the weights right before the
+            # first update (so data-dependent init / broadcast done before step 1 are included).
+            prev = tf.where(tf.equal(self.iterations, 0), w_old, tf.convert_to_tensor(avg))
+            self.assign(avg, prev - (prev - w_new) * one_minus)
+        else:
+            biased = self._polyak_biased[idx]
+            biased_new = biased - (biased - w_new) * one_minus
+            self.assign(biased, biased_new)
+            bias_factor = 1.0 - tf.pow(1.0 - one_minus, tf.cast(step, dtype))
+            self.assign(avg, biased_new / bias_factor)
+
+    # ----------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "epsilon": self.epsilon,
+            "weight_decay": self.decay_factor,
+            "polyak": self.polyak_enabled,
+            "polyak_decay": self.polyak_decay,
+            "polyak_zero_debias": self.polyak_zero_debias,
+            "average_across_replicas": self.average_across_replicas,
+        })
+        config.pop("use_ema", None)
+        for k in ("ema_momentum", "ema_overwrite_frequency"):
+            config.pop(k, None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfglow")
+class Adamax(GlowOptimizer):
+    """The original's default optimizer: ``m2 = max(beta2 * m2, |g|)``, ``delta = m1 / (m2 + eps)``."""
+
+    def _second_moment(self, m2, g, beta2):
+        return tf.maximum(beta2 * m2, tf.abs(g))
+
+    def _denominator(self, m2_new, eps):
+        return m2_new + eps
+
+
+@keras.saving.register_keras_serializable(package="tfglow")
+class Adam(GlowOptimizer):
+    """The original's ``adam``: ``m2 = beta2 * m2 + (1 - beta2) g^2``, ``delta = m1 / (sqrt(m2) + eps)``."""
+
+    def _second_moment(self, m2, g, beta2):
+        return beta2 * m2 + (1.0 - beta2) * tf.square(g)
+
+    def _denominator(self, m2_new, eps):
+        return tf.sqrt(m2_new) + eps
+
+
+def make_optimizer(name: str = "adamax", *, lr: float = 0.001, beta1: float = 0.9,
+                   train_its: int, polyak_epochs: float = 1.0, weight_decay: float = 1.0,
+                   **kwargs) -> GlowOptimizer:
+    """Build the optimizer the original's ``--optimizer`` flag names (``adamax`` or ``adam``)."""
+    classes = {"adamax": Adamax, "adam": Adam}
+    if name not in classes:
+        raise ValueError(
+            f"unknown optimizer {name!r}; choose from {sorted(classes)} "
+            "(the original's experimental 'adam2' is not provided)")
+    return classes[name](learning_rate=float(lr), beta1=beta1,
+                         beta2=polyak_beta2(train_its, polyak_epochs),
+                         weight_decay=weight_decay, **kwargs)
+
+
+# --------------------------------------------------------------------------- Polyak averages
+
+class Polyak:
+    """Access to an optimizer's Polyak averages (``optimizer.polyak``).
+
+    Use eagerly / in cross-replica context (not inside ``strategy.run``). With averaging off
+    (``polyak=False``) or before the first step, the averages are the raw weights, so
+    :meth:`swapped` and :meth:`assign_average_to` are no-ops.
+    """
+
+    def __init__(self, optimizer: GlowOptimizer):
+        self._opt = optimizer
+
+    @property
+    def enabled(self) -> bool:
+        return self._opt.polyak_enabled
+
+    @property
+    def variables(self) -> list:
+        """The average slot variables (in the optimizer's variable order); [] if off / unbuilt."""
+        return list(getattr(self._opt, "_polyak_avg", [])) if self.enabled else []
+
+    def _resolve(self, variables):
+        opt = self._opt
+        if variables is None:
+            if not opt.built:
+                return []
+            variables = opt._trainable_variables
+        variables = list(variables)
+        if not (self.enabled and opt.built):
+            return []
+        pairs = []
+        for v in variables:
+            try:
+                idx = opt._get_variable_index(v)
+            except KeyError:
+                raise KeyError(
+                    f"variable {getattr(v, 'path', getattr(v, 'name', v))!r} is not one the "
+                    "optimizer was built with (only trainable variables have Polyak averages)"
+                ) from None
+            pairs.append((v, opt._polyak_avg[idx]))
+        return pairs
+
+    def average_of(self, variable):
+        """The slot variable holding ``variable``'s average (``None`` if averaging is off)."""
+        pairs = self._resolve([variable])
+        return pairs[0][1] if pairs else None
+
+    def values(self, variables: Sequence | None = None) -> list:
+        """Averaged values of ``variables`` (default: all trainable ones) as tensors."""
+        if variables is None:
+            variables = list(self._opt._trainable_variables) if self._opt.built else []
+        variables = list(variables)
+        pairs = self._resolve(variables)
+        if not pairs:
+            return [tf.convert_to_tensor(v) for v in variables]
+        started = tf.greater(self._opt.iterations, 0)
+        return [tf.where(started, tf.convert_to_tensor(a), tf.convert_to_tensor(v))
+                for v, a in pairs]
+
+    def assign_average_to(self, variables: Iterable | None = None) -> None:
+        """Overwrite ``variables`` with their averages (e.g. before exporting a model)."""
+        variables = None if variables is None else list(variables)
+        pairs = self._resolve(variables)
+        if not pairs:
+            return
+        new_values = self.values([v for v, _ in pairs])
+        for (v, _), value in zip(pairs, new_values):
+            v.assign(value)
+
+    @contextlib.contextmanager
+    def swapped(self, variables: Iterable | None = None):
+        """Evaluate with averaged weights: inside the block ``variables`` (default: all the
+        optimizer's variables) hold their averages; the raw values are restored on exit, also
+        when the block raises. The averages themselves are not modified. Do not write training
+        checkpoints inside the block (the model variables hold the averages there)."""
+        variables = None if variables is None else list(variables)
+        pairs = self._resolve(variables)
+        if not pairs:
+            yield
+            return
+        raw = [tf.identity(tf.convert_to_tensor(v)) for v, _ in pairs]
+        averaged = self.values([v for v, _ in pairs])
+        try:
+            for (v, _), value in zip(pairs, averaged):
+                v.assign(value)
+            yield
+        finally:
+            for (v, _), value in zip(pairs, raw):
+                v.assign(value)
