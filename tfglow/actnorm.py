@@ -22,27 +22,31 @@ from tfglow.flow import FlowLayer, per_example
 _state = threading.local()
 
 
-@contextlib.contextmanager
-def data_dependent_init():
-    """Within this context every ActNorm.forward (re)initialises itself from its input."""
-    previous = getattr(_state, "active", False)
-    _state.active = True
-    try:
-        yield
-    finally:
-        _state.active = previous
-
-
-def ddi_active():
-    return getattr(_state, "active", False)
-
-
 def cross_replica_mean(t):
     """Mean of t over the replicas of the current tf.distribute replica context (if any)."""
     ctx = tf.distribute.get_replica_context()
     if ctx is not None and ctx.num_replicas_in_sync > 1:
         return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, t)
     return t
+
+
+@contextlib.contextmanager
+def data_dependent_init(mean_fn=cross_replica_mean):
+    """Within this context every ActNorm.forward (re)initialises itself from its input.
+
+    mean_fn averages a statistic over workers: tf.distribute replicas by default; pass e.g.
+    a Horovod allreduce-average for Horovod workers. Equal batch sizes per worker assumed.
+    """
+    previous = getattr(_state, "mean_fn", None)
+    _state.mean_fn = mean_fn
+    try:
+        yield
+    finally:
+        _state.mean_fn = previous
+
+
+def ddi_active():
+    return getattr(_state, "mean_fn", None) is not None
 
 
 class ActNorm(FlowLayer):
@@ -70,8 +74,9 @@ class ActNorm(FlowLayer):
     def initialize_from(self, x):
         """Sets b and logs from the moments of x (all axes but channels); returns the ops."""
         axes = list(range(x.shape.rank - 1))
-        mean = cross_replica_mean(tf.reduce_mean(x, axes))
-        var = cross_replica_mean(tf.reduce_mean(tf.square(x - mean), axes))
+        mean_fn = getattr(_state, "mean_fn", None) or cross_replica_mean
+        mean = mean_fn(tf.reduce_mean(x, axes))
+        var = mean_fn(tf.reduce_mean(tf.square(x - mean), axes))
         logs = tf.math.log(1.0 / (tf.sqrt(var) + 1e-6))
         self.bias.assign(-mean)
         self.logs_scaled.assign(logs / self.logscale_factor)
