@@ -1,0 +1,222 @@
+"""train.py's flags: the original release's names, meanings and defaults, plus our additions.
+
+Model flags left unset take the original's defaults, except for `--problem digits` (our
+CPU-sized default, from the `digits` preset) and when `--preset NAME` names a paper run.
+Derived values follow the original `train.py`:
+
+    image_size = problem's (unless --image_size)     n_y = problem's
+    local_batch_train = n_batch_train * anchor_size^2 // image_size^2   (per replica)
+    local_batch_init  = n_batch_init  * anchor_size^2 // image_size^2
+    train_its = ceil(n_train / (n_batch_train * world))                   (steps per epoch)
+    beta2 = 1 - 1 / (train_its * polyak_epochs)
+"""
+import argparse
+import dataclasses
+import json
+import math
+import os
+
+from tfglow.config import PRESETS, GlowConfig
+from tfglow.training.problems import get_problem
+
+#: The original's model flags and defaults (None in the parser = "not given").
+MODEL_DEFAULTS = dict(width=512, depth=32, n_levels=3, flow_permutation=2, flow_coupling=0,
+                      learntop=False, ycond=False, n_bits_x=8, weight_y=0.0)
+
+#: Our defaults for the embedded problem: a model and batch that train in minutes on a CPU.
+PROBLEM_DEFAULTS = {
+    "digits": dict(PRESETS["digits"], anchor_size=8, n_train=1500, n_batch_init=256,
+                   epochs_warmup=1, epochs_full_valid=1, epochs_full_sample=5),
+}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description="Train Glow (flags as the original openai/glow train.py).")
+    a = p.add_argument
+    # --- the original's flags, same names and defaults
+    a("--verbose", action="store_true", help="Verbose mode")
+    a("--restore_path", type=str, default="", help="Checkpoint (or directory) to resume from")
+    a("--inference", action="store_true", help="Only restore and run validation")
+    a("--logdir", type=str, default="./logs", help="Location to save logs")
+    a("--problem", type=str, default="cifar10", help="Problem (cifar10/mnist/imagenet-oord/imagenet/celeba/lsun_realnvp/lsun/digits)")
+    a("--category", type=str, default="", help="LSUN category")
+    a("--data_dir", type=str, default="", help="Location of data (written by python -m data_prep)")
+    a("--dal", type=int, default=None, help="Data augmentation level: 0=None, 1=Standard, 2=Extra")
+    a("--fmap", type=int, default=1, help="# Threads for parallel file reading (unused: tf.data AUTOTUNE)")
+    a("--pmap", type=int, default=16, help="# Threads for parallel map (unused: tf.data AUTOTUNE)")
+    a("--n_train", type=int, default=None, help="Train epoch size (default 50000)")
+    a("--n_test", type=int, default=-1, help="Valid epoch size (-1: the whole validation split)")
+    a("--n_batch_train", type=int, default=64, help="Minibatch size")
+    a("--n_batch_test", type=int, default=50, help="Minibatch size")
+    a("--n_batch_init", type=int, default=None, help="Minibatch size for data-dependent init (default 256)")
+    a("--optimizer", type=str, default="adamax", help="adam or adamax")
+    a("--lr", type=float, default=0.001, help="Base learning rate")
+    a("--beta1", type=float, default=0.9, help="Adam beta1")
+    a("--polyak_epochs", type=float, default=1, help="Nr of averaging epochs for Polyak and beta2")
+    a("--weight_decay", type=float, default=1.0, help="Weight decay. Switched off by default.")
+    a("--epochs", type=int, default=1000000, help="Total number of training epochs")
+    a("--epochs_warmup", type=int, default=None, help="Warmup epochs (default 10)")
+    a("--epochs_full_valid", type=int, default=None, help="Epochs between valid (default 50)")
+    a("--gradient_checkpointing", type=int, default=1,
+      help="0 plain backprop, 1 recompute each flow step (the original), 2 reversible")
+    a("--image_size", type=int, default=-1, help="Image size")
+    a("--anchor_size", type=int, default=None, help="Anchor size for deciding batch size (default 32)")
+    a("--width", type=int, default=None, help="Width of hidden layers (default 512)")
+    a("--depth", type=int, default=None, help="Depth of network (default 32)")
+    a("--weight_y", type=float, default=None, help="Weight of log p(y|x) in weighted loss")
+    a("--n_bits_x", type=int, default=None, help="Number of bits of x (default 8)")
+    a("--n_levels", "--n_level", type=int, default=None, help="Number of levels (default 3)")
+    a("--n_sample", type=int, default=1, help="minibatch size for sample")
+    a("--epochs_full_sample", type=int, default=None, help="Epochs between full scale sample (default 50)")
+    a("--learntop", action=argparse.BooleanOptionalAction, default=None, help="Learn spatial prior")
+    a("--ycond", action=argparse.BooleanOptionalAction, default=None, help="Use y conditioning")
+    a("--seed", type=int, default=0, help="Random seed")
+    a("--flow_permutation", type=int, default=None,
+      help="Type of flow. 0=reverse (realnvp), 1=shuffle, 2=invconv (ours), 3=LU invconv")
+    a("--flow_coupling", type=int, default=None, help="Coupling type: 0=additive, 1=affine")
+    # --- tfglow's additions
+    a("--preset", type=str, default=None, help=f"Take unset model flags from a paper run: {sorted(PRESETS)}")
+    a("--distribute", choices=["auto", "none", "mirrored", "multiworker", "horovod"], default="auto",
+      help="auto: mirrored over all GPUs if >1, multiworker if TF_CONFIG is set, else none")
+    a("--xla", action="store_true", help="Compile the train step with XLA")
+    a("--no_polyak", action="store_true", help="Validate, sample and export with the raw weights")
+    a("--ckpt_every", type=int, default=500, help="Checkpoint every N steps (and every epoch)")
+    a("--max_steps", type=int, default=0, help="Stop after this many steps in total (0: no limit)")
+    a("--deterministic", action="store_true", help="Deterministic ops (exact resume on CPU)")
+    a("--no_progress", action="store_true", help="No progress bar")
+    return p
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """All flags, resolved. Field names are the flag names."""
+    verbose: bool
+    restore_path: str
+    inference: bool
+    logdir: str
+    problem: str
+    category: str
+    data_dir: str
+    dal: int
+    fmap: int
+    pmap: int
+    n_train: int
+    n_test: int
+    n_batch_train: int
+    n_batch_test: int
+    n_batch_init: int
+    optimizer: str
+    lr: float
+    beta1: float
+    polyak_epochs: float
+    weight_decay: float
+    epochs: int
+    epochs_warmup: int
+    epochs_full_valid: int
+    gradient_checkpointing: int
+    image_size: int
+    anchor_size: int
+    width: int
+    depth: int
+    weight_y: float
+    n_bits_x: int
+    n_levels: int
+    n_sample: int
+    epochs_full_sample: int
+    learntop: bool
+    ycond: bool
+    seed: int
+    flow_permutation: int
+    flow_coupling: int
+    preset: str
+    distribute: str
+    xla: bool
+    no_polyak: bool
+    ckpt_every: int
+    max_steps: int
+    deterministic: bool
+    no_progress: bool
+    # derived
+    n_y: int = 10
+    n_channels: int = 3
+    rnd_crop: bool = False
+
+    def model_config(self):
+        return GlowConfig(image_size=self.image_size, n_levels=self.n_levels, depth=self.depth,
+                          width=self.width, flow_permutation=self.flow_permutation,
+                          flow_coupling=self.flow_coupling, learntop=self.learntop,
+                          ycond=self.ycond, n_y=self.n_y, n_bits_x=self.n_bits_x,
+                          weight_y=self.weight_y, n_channels=self.n_channels, seed=self.seed)
+
+    def local_batch(self, n):
+        """The original's anchor scaling: n * anchor_size^2 // image_size^2 (at least 1)."""
+        return max(1, n * self.anchor_size ** 2 // self.image_size ** 2)
+
+    @property
+    def local_batch_train(self):
+        return self.local_batch(self.n_batch_train)
+
+    @property
+    def local_batch_init(self):
+        return self.local_batch(self.n_batch_init)
+
+    def train_its(self, world_size):
+        return int(math.ceil(self.n_train / (self.n_batch_train * world_size)))
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+_GENERAL_DEFAULTS = dict(n_train=50000, n_batch_init=256, epochs_warmup=10, epochs_full_valid=50,
+                         anchor_size=32, epochs_full_sample=50, dal=1)
+
+
+def resolve(args):
+    """argparse Namespace -> TrainConfig, filling unset flags as documented above."""
+    values = vars(args).copy()
+    problem_defaults = dict(PROBLEM_DEFAULTS.get(values["problem"], {}))
+    preset = {}
+    if values["preset"]:
+        if values["preset"] not in PRESETS:
+            raise ValueError(f"--preset {values['preset']!r} is not known; choose from {sorted(PRESETS)}")
+        preset = PRESETS[values["preset"]]
+    for name in list(MODEL_DEFAULTS) + list(_GENERAL_DEFAULTS):
+        if values.get(name) is None:
+            for source in (preset, problem_defaults, MODEL_DEFAULTS, _GENERAL_DEFAULTS):
+                if name in source:
+                    values[name] = source[name]
+                    break
+    problem = _problem_or_none(values["problem"])
+    n_channels = problem_defaults.get("n_channels", preset.get("n_channels", 3))
+    if values["image_size"] == -1:
+        values["image_size"] = problem.image_size if problem else preset.get("image_size", -1)
+    if values["problem"] == "digits" and values["data_dir"] == "":
+        values["data_dir"] = "digits"
+    if values["category"]:
+        values["data_dir"] = os.path.join(values["data_dir"], values["category"])
+    cfg = TrainConfig(**values, n_y=problem.n_y if problem else 1, n_channels=n_channels,
+                      rnd_crop=bool(problem and problem.rnd_crop))
+    _check(cfg)
+    return cfg
+
+
+def _problem_or_none(name):
+    try:
+        return get_problem(name)
+    except ValueError:
+        return None
+
+
+def _check(cfg):
+    for name in ("n_train", "n_batch_train", "n_batch_test", "n_batch_init", "epochs", "anchor_size"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name}={getattr(cfg, name)} must be >= 1")
+    if cfg.image_size < 1:
+        raise ValueError(f"--image_size is unknown for --problem {cfg.problem!r}: pass --image_size")
+    if cfg.dal not in (0, 1, 2):
+        raise ValueError(f"--dal={cfg.dal} must be 0, 1 or 2")
+    if cfg.gradient_checkpointing not in (0, 1, 2):
+        raise ValueError(f"--gradient_checkpointing={cfg.gradient_checkpointing} must be 0, 1 or 2")
+    if cfg.optimizer not in ("adam", "adamax"):
+        raise ValueError(f"--optimizer={cfg.optimizer!r} must be adam or adamax")
+    cfg.model_config()  # validates the model flags, naming the field

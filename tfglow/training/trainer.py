@@ -1,0 +1,379 @@
+"""The training loop of train.py: the original's schedule, made dependable.
+
+Per step (one compiled function, no Python work inside):
+    lr = lr0 * min(1, n_processed / (n_train * epochs_warmup))      (set before the step)
+    loss = mean(bits_x + weight_y * bits_y) on dequantised images (noise keyed by step, replica)
+    grads averaged over replicas -> Adamax/Adam with multiplicative decay -> Polyak average
+Per epoch (`train_its` steps of n_batch_train * replicas images): train.txt, a full validation
+every `epochs_full_valid` epochs (Polyak weights; best checkpoint kept), sample grids at the
+original's temperatures at epochs 1, 10 and every `epochs_full_sample`.
+
+Dependability: checkpoints every --ckpt_every steps hold the model, optimizer, Polyak averages,
+step, epoch, best loss and the data iterator, so a resumed run continues exactly; a non-finite
+loss or gradient stops the run before any checkpoint is written, leaving the last good one,
+and writes the step and its batch to reproduce it.
+"""
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfglow import objective
+from tfglow.actnorm import data_dependent_init
+from tfglow.data import DataError, effective_dal, make_dataset
+from tfglow.grid import image_grid, save_png
+from tfglow.model import Glow
+from tfglow.optim import make_optimizer, warmup_lr
+from tfglow.training.checkpoints import resolve_checkpoint, write_hparams
+from tfglow.training.distribute import make_runtime
+from tfglow.training.logs import Reporter
+from tfglow.training.problems import PROBLEMS
+
+#: The original's sampling temperatures.
+TEMPERATURES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+STATS = ("loss", "bits_x", "bits_y", "pred_error")
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss or gradient; the message names the step and the reproduction files."""
+
+
+class Trainer:
+    def __init__(self, hps):
+        self.hps = hps
+        if hps.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        tf.keras.utils.set_random_seed(hps.seed)
+        self.rt = make_runtime(hps.distribute)
+        self.strategy = self.rt.strategy
+        self.train_its = int(math.ceil(hps.n_train / (hps.n_batch_train * self.rt.num_replicas)))
+        self._check_data()
+        with self.strategy.scope():
+            self.model = Glow(hps.model_config())
+            self.optimizer = make_optimizer(
+                hps.optimizer, lr=hps.lr, beta1=hps.beta1, train_its=max(2, self.train_its),
+                polyak_epochs=hps.polyak_epochs, weight_decay=hps.weight_decay,
+                polyak=not hps.no_polyak)
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.best_test = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_test")
+        self.params = self.model.trainable_variables
+        self.train_iter = iter(self._train_dataset(self._shard))
+        self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                        epoch=self.epoch, best_test=self.best_test)
+        self._ckpt_dir = self._checkpoint_dir("checkpoints")
+        self.manager = tf.train.CheckpointManager(self.ckpt, self._ckpt_dir, max_to_keep=3)
+        self.best_manager = tf.train.CheckpointManager(self.ckpt, self._checkpoint_dir("best"),
+                                                      max_to_keep=1)
+        # Each worker's position in its own data shard, saved with the same step numbers.
+        self.data_ckpt = tf.train.Checkpoint(data=self.train_iter)
+        self.data_manager = tf.train.CheckpointManager(
+            self.data_ckpt, os.path.join(hps.logdir, "data", f"worker{self.rt.worker_index}"),
+            max_to_keep=3)
+        self._train_step = self._build_train_step()
+        self._eval_batch = tf.function(self._eval_batch_fn)
+
+    # ------------------------------------------------------------------ data
+    def _check_data(self):
+        hps = self.hps
+        if hps.data_dir in ("", None):
+            known = PROBLEMS.get(hps.problem)
+            how = known.data_prep if known and known.data_prep else "python -m data_prep ..."
+            raise DataError(None, f"--problem {hps.problem} needs --data_dir: make it with `{how}` "
+                                  "(or use --problem digits, which needs no data)")
+
+    def _dataset(self, split, batch, shard, *, shuffle, repeat, dal=0, seed_offset=0):
+        hps = self.hps
+        return make_dataset(hps.data_dir, split, hps.image_size, batch, shard=shard,
+                            shuffle=shuffle, seed=hps.seed + seed_offset, rnd_crop=hps.rnd_crop,
+                            dal=dal, repeat=repeat)
+
+    def _train_dataset(self, shard):
+        return self._dataset("train", self.hps.local_batch_train, shard, shuffle=True,
+                             repeat=True, dal=effective_dal(self.hps.problem, self.hps.dal))
+
+    def _init_dataset(self, shard):
+        return self._dataset("train", self.hps.local_batch_init, shard, shuffle=True,
+                             repeat=True, seed_offset=1)
+
+    @property
+    def _shard(self):
+        """(num_workers, index): each worker reads its own shard of the files."""
+        return (self.rt.num_workers, self.rt.worker_index)
+
+    def _next_batch(self, iterator):
+        """The next per-replica batches of this worker's iterator, placed on its replicas.
+
+        A plain tf.data iterator per worker (not a distributed one) so that its position can
+        be checkpointed under every strategy.
+        """
+        parts = [next(iterator) for _ in range(self.rt.replicas_per_worker)]
+        if self.rt.hvd is not None:
+            return parts[0]
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: parts[ctx.replica_id_in_sync_group])
+
+    def _local(self, value):
+        """Concatenates a per-replica value's local parts into one NumPy array."""
+        parts = self.strategy.experimental_local_results(value)
+        return np.concatenate([np.asarray(p) for p in parts])
+
+    # ------------------------------------------------------------------ steps
+    def _replica_index(self):
+        if self.rt.hvd is not None:
+            return self.rt.worker_index
+        ctx = tf.distribute.get_replica_context()
+        return self.rt.worker_index * self.rt.replicas_per_worker + ctx.replica_id_in_sync_group
+
+    def _replica_noise(self, x, step):
+        """This replica's slice of the global batch's dequantisation noise for `step`.
+
+        Drawing the global batch's noise and slicing it makes the run independent of how the
+        batch is split over replicas (one device with batch B == two replicas with B / 2).
+        """
+        b = tf.shape(x)[0]
+        shape = tf.concat([[b * self.rt.num_replicas], tf.shape(x)[1:]], axis=0)
+        seed = tf.stack([tf.cast(self.hps.seed, tf.int64), step])
+        noise = tf.random.stateless_uniform(shape, seed, dtype=tf.float32)
+        start = tf.cast(self._replica_index(), tf.int32) * b
+        return noise[start:start + b]
+
+    def _loss_and_grads(self, x, y, noise):
+        with tf.GradientTape() as tape:
+            terms = self.model.loss_terms(x, y, noise=noise)
+            loss = tf.reduce_mean(terms["loss"])
+        if self.rt.hvd is not None:
+            tape = self.rt.hvd.DistributedGradientTape(tape)
+            # Horovod 0.28 needs tf.Variables (Keras 3 variables wrap them in .value).
+            grads = tape.gradient(loss, [v.value for v in self.params])
+        else:
+            grads = tape.gradient(loss, self.params)
+        return {k: tf.reduce_mean(v) for k, v in terms.items()}, grads
+
+    def _build_train_step(self):
+        hps, rt = self.hps, self.rt
+        loss_and_grads = tf.function(self._loss_and_grads, jit_compile=True) if hps.xla \
+            else self._loss_and_grads
+
+        def replica_step(x, y, step):
+            stats, grads = loss_and_grads(x, y, self._replica_noise(x, step))
+            self.optimizer.apply_gradients(zip(grads, self.params))
+            # Replica-context gradients are summed by nothing yet: the norm of the local ones.
+            stats["grad_norm"] = tf.linalg.global_norm(grads)
+            return stats
+
+        if rt.hvd is not None:
+            @tf.function
+            def step_fn(batch, step):
+                stats = replica_step(batch[0], batch[1], step)
+                return {k: rt.hvd.allreduce(v, op=rt.hvd.Average) for k, v in stats.items()}
+            return step_fn
+
+        @tf.function
+        def step_fn(batch, step):
+            per_replica = self.strategy.run(replica_step, args=(batch[0], batch[1], step))
+            return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                    for k, v in per_replica.items()}
+        return step_fn
+
+    def _eval_batch_fn(self, x, y, seed):
+        terms = self.model.loss_terms(x, y, seed=seed)
+        return {k: tf.reduce_sum(v) for k, v in terms.items()}, tf.shape(x)[0]
+
+    # ------------------------------------------------------------------ init
+    def initialize(self):
+        """Data-dependent init on n_batch_init images per replica, moments averaged over all."""
+        batch = self._next_batch(iter(self._init_dataset(self._shard)))
+        hps, rt = self.hps, self.rt
+
+        def ddi(x, y):
+            noise = self._replica_noise(x, tf.constant(-1, tf.int64))
+            xt = objective.dequantize(self.model.preprocess(x), hps.n_bits_x, noise=noise)
+            with data_dependent_init(**({"mean_fn": rt.mean_over_workers} if rt.hvd else {})):
+                self.model.encode_with_logdet(xt, tf.zeros_like(y) if hps.ycond else None)
+            return tf.constant(0)
+
+        if rt.hvd is not None:
+            tf.function(ddi)(batch[0], batch[1])
+            rt.hvd.broadcast_variables(self.model.variables, root_rank=0)
+        else:
+            tf.function(lambda x, y: self.strategy.run(ddi, args=(x, y)))(batch[0], batch[1])
+        self.model.initialized.assign(1.0)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_dir(self, name):
+        if self.rt.kind == "multiworker" and not self.rt.is_chief:
+            # Every worker must take part in saving; non-chiefs write to a scratch dir.
+            return os.path.join(tempfile.gettempdir(), f"tfglow_worker{self.rt.worker_index}", name)
+        return os.path.join(self.hps.logdir, name)
+
+    def _save(self, manager):
+        step = int(self.step.numpy())
+        # Data position first: a model checkpoint never points at a missing data state.
+        self.data_manager.save(checkpoint_number=step)
+        if self.rt.hvd is not None and not self.rt.is_chief:
+            return
+        manager.save(checkpoint_number=step)
+
+    def restore(self, path):
+        checkpoint = resolve_checkpoint(path)
+        self.ckpt.restore(checkpoint).assert_existing_objects_matched()
+        data = os.path.join(self.data_manager.directory,
+                            f"ckpt-{int(self.step.numpy())}")
+        if tf.io.gfile.exists(data + ".index"):
+            self.data_ckpt.restore(data).assert_existing_objects_matched()
+        else:
+            print(f"warning: no data position {data}; the data stream restarts", flush=True)
+        return checkpoint
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self):
+        """Mean stats over the validation split (whole, or the first n_test images)."""
+        hps = self.hps
+        ds = self._dataset("validation", hps.n_batch_test, (1, 0), shuffle=False, repeat=False)
+        totals, count = {k: 0.0 for k in STATS}, 0
+        limit = hps.n_test if hps.n_test > 0 else None
+        with self._polyak():
+            for i, (x, y) in enumerate(ds):
+                if limit is not None and count >= limit:
+                    break
+                if limit is not None and count + int(x.shape[0]) > limit:
+                    x, y = x[:limit - count], y[:limit - count]
+                sums, n = self._eval_batch(x, y, tf.constant([hps.seed + 7, i], tf.int64))
+                for k in STATS:
+                    totals[k] += float(sums[k])
+                count += int(n)
+        if count == 0:
+            raise DataError(hps.data_dir, "the validation split is empty")
+        return {k: v / count for k, v in totals.items()}, count
+
+    def _polyak(self):
+        if self.hps.no_polyak or not self.optimizer.polyak.enabled:
+            return contextlib.nullcontext()
+        return self.optimizer.polyak.swapped(self.params)
+
+    def sample_grids(self, epoch):
+        hps = self.hps
+        rows = 10 if hps.image_size <= 64 else 4
+        n = rows * rows
+        y = tf.constant(np.arange(n) % hps.n_y, tf.int32)
+        grids = []
+        with self._polyak():
+            for i, t in enumerate(TEMPERATURES):
+                x = self.model.sample(n, temperature=t, y=y, seed=hps.seed + i).numpy()
+                grids.append(image_grid(x, rows=rows, scale=max(1, 32 // hps.image_size)))
+        if self.rt.is_chief:
+            for i, grid in enumerate(grids):
+                save_png(os.path.join(hps.logdir, f"epoch_{epoch}_sample_{i}.png"), grid)
+        return grids
+
+    # ------------------------------------------------------------------ the loop
+    def run(self):
+        hps, rt = self.hps, self.rt
+        os.makedirs(hps.logdir, exist_ok=True)
+        if rt.is_chief:
+            write_hparams(hps.logdir, json.loads(hps.to_json()))
+        if hps.restore_path:
+            restored = self.restore(hps.restore_path)
+            print(f"restored {restored} at step {int(self.step.numpy())}", flush=True)
+        elif tf.train.latest_checkpoint(self._ckpt_dir):
+            raise FileExistsError(f"{self._ckpt_dir} already has checkpoints: pass --restore_path "
+                                  f"{hps.logdir} to resume, or use another --logdir")
+        else:
+            self.initialize()
+        reporter = Reporter(hps.logdir, json.loads(hps.to_json()), enabled=rt.is_chief,
+                            progress=not hps.no_progress)
+        if hps.inference:
+            results, count = self.evaluate()
+            reporter.test.log(epoch=int(self.epoch.numpy()), n_images=count, **results)
+            print(json.dumps({"test": results, "n_images": count}), flush=True)
+            return results
+        images_per_step = hps.local_batch_train * rt.num_replicas
+        train_time = 0.0
+        while int(self.epoch.numpy()) < hps.epochs:
+            epoch = int(self.epoch.numpy()) + 1
+            first = int(self.step.numpy()) - (epoch - 1) * self.train_its
+            reporter.start_epoch(epoch, self.train_its)
+            sums, steps, t0 = {}, 0, time.time()
+            for it in range(first, self.train_its):
+                if hps.max_steps and int(self.step.numpy()) >= hps.max_steps:
+                    self._save(self.manager)
+                    return None
+                stats = self._one_step(reporter)
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                steps += 1
+                reporter.step(it + 1, bpd=stats["bits_x"], lr=stats["lr"],
+                              ips=steps * images_per_step / max(time.time() - t0, 1e-9))
+                if int(self.step.numpy()) % hps.ckpt_every == 0:
+                    self._save(self.manager)
+            dtrain = time.time() - t0
+            train_time += dtrain
+            self.epoch.assign(epoch)
+            n_processed = int(self.step.numpy()) * rt.num_replicas * hps.n_batch_train
+            means = {k: v / max(steps, 1) for k, v in sums.items()}
+            if rt.is_chief:
+                reporter.train.log(epoch=epoch, n_processed=n_processed,
+                                   n_images=int(self.step.numpy()) * images_per_step,
+                                   train_time=int(train_time), ips=steps * images_per_step / max(dtrain, 1e-9),
+                                   **{k: means[k] for k in STATS if k in means})
+            msg = ""
+            if epoch % hps.epochs_full_valid == 0:
+                results, count = self.evaluate()
+                reporter.scalars(self.step.numpy(), "test", results)
+                if results["loss"] < float(self.best_test.numpy()):
+                    self.best_test.assign(results["loss"])
+                    self._save(self.best_manager)
+                    msg = " *"
+                if rt.is_chief:
+                    reporter.test.log(epoch=epoch, n_processed=n_processed, n_images=count, **results)
+                    print(f"epoch {epoch} test bits_x {results['bits_x']:.4f}{msg}", flush=True)
+            if epoch in (1, 10) or epoch % hps.epochs_full_sample == 0:
+                grids = self.sample_grids(epoch)
+                reporter.image(self.step.numpy(), "samples/T0.7", grids[TEMPERATURES.index(0.7)])
+            self._save(self.manager)
+            reporter.flush()
+            if rt.is_chief:
+                print(f"epoch {epoch} step {int(self.step.numpy())} train bits_x "
+                      f"{means.get('bits_x', float('nan')):.4f} ({dtrain:.1f} s){msg}", flush=True)
+        if self.rt.kind == "multiworker" and not self.rt.is_chief:
+            shutil.rmtree(os.path.dirname(self._ckpt_dir), ignore_errors=True)
+        return None
+
+    def _one_step(self, reporter):
+        hps = self.hps
+        step = int(self.step.numpy())
+        lr = warmup_lr(hps.lr, step * self.rt.num_replicas * hps.n_batch_train, hps.n_train,
+                       hps.epochs_warmup)
+        self.optimizer.set_learning_rate(lr)
+        batch = self._next_batch(self.train_iter)
+        stats = {k: float(v) for k, v in self._train_step(batch, tf.constant(step, tf.int64)).items()}
+        if not all(math.isfinite(v) for v in stats.values()):
+            self._report_divergence(step, batch, stats)
+        self.step.assign_add(1)
+        stats["lr"] = lr
+        if step % 10 == 0:
+            reporter.scalars(step, "train", {**stats, "lr": lr})
+        return stats
+
+    def _report_divergence(self, step, batch, stats):
+        """Writes the step, stats and batch; raises before anything else is saved."""
+        hps = self.hps
+        base = os.path.join(hps.logdir, f"nonfinite_step{step}_worker{self.rt.worker_index}")
+        x, y = (self._local(t) if self.rt.hvd is None else np.asarray(t) for t in batch)
+        np.savez(base + ".npz", x=x, y=y)
+        report = {"step": step, "stats": stats, "batch": base + ".npz",
+                  "noise_seed": [hps.seed, step],
+                  "last_checkpoint": self.manager.latest_checkpoint}
+        with open(base + ".json", "w") as f:
+            json.dump(report, f, indent=1, default=str)
+        raise TrainingDiverged(
+            f"non-finite loss or gradient at step {step} ({stats}); the last good checkpoint "
+            f"{self.manager.latest_checkpoint} is untouched; batch and step written to {base}.*")
