@@ -142,3 +142,63 @@ def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path):
     straight.run()
     for a, b in zip(weights(straight), weights(resumed)):
         np.testing.assert_array_equal(a, b)
+
+
+def _free_ports(n):
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _assert_identical_workers(logdir):
+    chief = tf.train.latest_checkpoint(str(logdir / "checkpoints"))
+    worker = tf.train.latest_checkpoint(str(logdir / ".worker1_scratch" / "checkpoints"))
+    assert chief.endswith("ckpt-4") and worker.endswith("ckpt-4")
+    a, b = tf.train.load_checkpoint(chief), tf.train.load_checkpoint(worker)
+    # Weights, moments and Polyak averages (Keras files the weights under the optimizer).
+    names = [n for n, _ in tf.train.list_variables(chief) if n.startswith(("model/", "optimizer/"))]
+    assert len(names) > 60
+    for name in names:
+        np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name), err_msg=name)
+    # Each worker kept the position in its own shard of the data.
+    assert (logdir / "data" / "worker0").is_dir() and (logdir / "data" / "worker1").is_dir()
+
+
+DIST = TINY + ["--max_steps", "4", "--n_train", "64", "--epochs_full_valid", "1000"]
+
+
+def test_two_horovod_processes_train_to_identical_weights(tmp_path):
+    from test_horovod import _horovodrun
+
+    cmd = [_horovodrun(), "--gloo", "-np", "2", "-H", "localhost:2", "--start-timeout", "60",
+           sys.executable, os.path.join(ROOT, "train.py"), *DIST, "--logdir", str(tmp_path),
+           "--distribute", "horovod"]
+    env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    _assert_identical_workers(tmp_path)
+
+
+def test_two_multiworker_processes_train_to_identical_weights(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    args = DIST + ["--logdir", str(tmp_path), "--distribute", "multiworker"]
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": "",
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args],
+                                      cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    try:
+        outputs = [p.communicate(timeout=400)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    _assert_identical_workers(tmp_path)

@@ -35,12 +35,12 @@ class Reporter:
     def __init__(self, logdir, hparams, enabled=True, progress=True):
         self.enabled = enabled
         self.progress = progress and enabled and sys.stdout.isatty()
+        self._bar = None
         if not enabled:
             return
         self.train = ResultLogger(os.path.join(logdir, "train.txt"), hparams)
         self.test = ResultLogger(os.path.join(logdir, "test.txt"), hparams)
         self.writer = tf.summary.create_file_writer(os.path.join(logdir, "tensorboard"))
-        self._bar = None
 
     def scalars(self, step, prefix, values):
         if not self.enabled:

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -117,8 +116,9 @@ class Trainer:
         parts = [next(iterator) for _ in range(self.rt.replicas_per_worker)]
         if self.rt.hvd is not None:
             return parts[0]
+        first = self.rt.worker_index * self.rt.replicas_per_worker  # ids are global
         return self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: parts[ctx.replica_id_in_sync_group])
+            lambda ctx: parts[ctx.replica_id_in_sync_group - first])
 
     def _local(self, value):
         """Concatenates a per-replica value's local parts into one NumPy array."""
@@ -129,8 +129,8 @@ class Trainer:
     def _replica_index(self):
         if self.rt.hvd is not None:
             return self.rt.worker_index
-        ctx = tf.distribute.get_replica_context()
-        return self.rt.worker_index * self.rt.replicas_per_worker + ctx.replica_id_in_sync_group
+        # Global over all workers for tf.distribute strategies (multiworker included).
+        return tf.distribute.get_replica_context().replica_id_in_sync_group
 
     def _replica_noise(self, x, step):
         """This replica's slice of the global batch's dequantisation noise for `step`.
@@ -202,24 +202,29 @@ class Trainer:
 
         if rt.hvd is not None:
             tf.function(ddi)(batch[0], batch[1])
-            rt.hvd.broadcast_variables(self.model.variables, root_rank=0)
+            # Identical start everywhere (the stats were already averaged); Horovod wants the
+            # tf.Variables inside Keras 3 variables.
+            rt.hvd.broadcast_variables([v.value for v in self.model.variables], root_rank=0)
         else:
             tf.function(lambda x, y: self.strategy.run(ddi, args=(x, y)))(batch[0], batch[1])
         self.model.initialized.assign(1.0)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_dir(self, name):
-        if self.rt.kind == "multiworker" and not self.rt.is_chief:
-            # Every worker must take part in saving; non-chiefs write to a scratch dir.
-            return os.path.join(tempfile.gettempdir(), f"tfglow_worker{self.rt.worker_index}", name)
+        if not self.rt.is_chief:
+            # Multiworker saving is collective, so every worker saves; non-chiefs (of any kind)
+            # write to a scratch dir, removed when the run ends.
+            return os.path.join(self._scratch_dir, name)
         return os.path.join(self.hps.logdir, name)
+
+    @property
+    def _scratch_dir(self):
+        return os.path.join(self.hps.logdir, f".worker{self.rt.worker_index}_scratch")
 
     def _save(self, manager):
         step = int(self.step.numpy())
         # Data position first: a model checkpoint never points at a missing data state.
         self.data_manager.save(checkpoint_number=step)
-        if self.rt.hvd is not None and not self.rt.is_chief:
-            return
         manager.save(checkpoint_number=step)
 
     def restore(self, path):
@@ -343,8 +348,8 @@ class Trainer:
             if rt.is_chief:
                 print(f"epoch {epoch} step {int(self.step.numpy())} train bits_x "
                       f"{means.get('bits_x', float('nan')):.4f} ({dtrain:.1f} s){msg}", flush=True)
-        if self.rt.kind == "multiworker" and not self.rt.is_chief:
-            shutil.rmtree(os.path.dirname(self._ckpt_dir), ignore_errors=True)
+        if not self.rt.is_chief:
+            shutil.rmtree(self._scratch_dir, ignore_errors=True)
         return None
 
     def _one_step(self, reporter):
