@@ -1,0 +1,324 @@
+"""Measure, look at, edit and ship a trained Glow (flags named as train.py's where they overlap).
+
+    python evaluate.py --restore_path RUN                  # test bits/dim, whole validation split
+    python evaluate.py --restore_path RUN --sample 16 --temperatures 0,0.5,0.7,1.0
+    python evaluate.py --restore_path RUN --interpolate    # Figure 5: strips between real images
+    python evaluate.py --restore_path RUN --manipulate Smiling [--images a.png b.png]   # Figure 6
+    python evaluate.py --restore_path RUN --encode a.png b.png --out z.npz
+    python evaluate.py --restore_path RUN --decode z.npz [--out DIR]
+    python evaluate.py --restore_path RUN --export DIR     # SavedModel (tfglow.export)
+
+RUN is a train.py --logdir or a checkpoint prefix; the Polyak-averaged weights are used unless
+--no_ema. --problem / --data_dir default to the run's. Model flags (--depth, --width, ...) are
+optional: if given they must match the run, and a mismatch names the differing fields.
+Outputs go to --logdir (default RUN/eval): eval.json, samples_T*.png, interpolate_*.png,
+manipulate_ATTR.{npz,png}, decoded/.
+
+--encode: user images of any size are centre-cropped and resized to the model's size as
+`data_prep --resize crop` does (with a warning), then the CENTRE of each pixel's bin,
+preprocess(x) + 0.5 / n_bins, is encoded, so `--decode` gives back the images exactly.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+#: Model flags as train.py's, compared with the run's hparams when given: name -> type.
+MODEL_FLAGS = {"image_size": int, "n_levels": int, "depth": int, "width": int,
+               "flow_permutation": int, "flow_coupling": int, "n_bits_x": int,
+               "weight_y": float, "learntop": bool, "ycond": bool}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    a = p.add_argument
+    a("--restore_path", required=True, help="train.py --logdir or checkpoint prefix")
+    a("--problem", default="", help="Problem (default: the run's)")
+    a("--data_dir", default="", help="Data directory (default: the run's)")
+    a("--logdir", default="", help="Where outputs go (default: RUN/eval)")
+    a("--no_ema", action="store_true", help="Raw weights instead of the Polyak averages")
+    a("--n_batch_test", type=int, default=50, help="Minibatch size")
+    a("--n_test", type=int, default=-1, help="Images to evaluate (-1: the whole split)")
+    a("--split", default="validation", help="Split for bits/dim and --interpolate")
+    a("--seed", type=int, default=0, help="Seed of samples and of the dequantisation noise")
+    a("--eval", action="store_true", help="Also run bits/dim when other actions are given")
+    a("--sample", type=int, default=0, metavar="N", help="N samples per temperature (per class row for ycond)")
+    a("--temperatures", default="0,0.25,0.5,0.6,0.7,0.8,0.9,1.0")
+    a("--interpolate", action="store_true", help="Strips between pairs of validation images")
+    a("--n_interpolate", type=int, default=4, help="Pairs for --interpolate")
+    a("--interpolate_steps", type=int, default=8)
+    a("--manipulate", default="", metavar="ATTR", help="Attribute (CelebA attr or class)")
+    a("--direction", default="", help="Reuse an attribute direction .npz")
+    a("--direction_split", default="train", help="Split the direction is computed on")
+    a("--n_direction", type=int, default=-1, help="Images for the direction (-1: all)")
+    a("--images", nargs="+", default=None, help="Images for --manipulate (default: validation)")
+    a("--n_manipulate", type=int, default=4, help="Validation images for --manipulate")
+    a("--alphas", default="-1,-0.5,0,0.5,1", help="Manipulation strengths (--alphas=-1,0,1)")
+    a("--encode", nargs="+", default=None, metavar="IMAGE", help="Encode images to --out")
+    a("--decode", default="", metavar="Z.npz", help="Decode latents to PNGs in --out")
+    a("--out", default="", help="--encode: .npz to write; --decode: folder for PNGs")
+    a("--y", type=int, nargs="+", default=None, help="Labels of user images (ycond models)")
+    a("--export", default="", metavar="DIR", help="Write a SavedModel")
+    for name, kind in MODEL_FLAGS.items():
+        if kind is bool:
+            a(f"--{name}", action=argparse.BooleanOptionalAction, default=None)
+        else:
+            a(f"--{name}", type=kind, default=None, help="must match the run if given")
+    return p
+
+
+def floats(text, flag):
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--{flag} must be comma-separated numbers, got {text!r}") from None
+
+
+def config_differences(hparams, flags):
+    """{field: (run's value, flag's value)} for model flags given that differ from the run."""
+    diffs = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        run = hparams.get(name)
+        if run is None or (float(run) != float(value) if name == "weight_y" else run != value):
+            diffs[name] = (run, value)
+    return diffs
+
+
+def check_flags(hparams, args, path):
+    diffs = config_differences(hparams, {k: getattr(args, k) for k in MODEL_FLAGS})
+    if diffs:
+        detail = ", ".join(f"{k}: run {r!r} vs flag {f!r}" for k, (r, f) in sorted(diffs.items()))
+        raise ValueError(f"{path} was trained with a different config; fields that differ: "
+                         f"{detail} (drop these flags to use the run's values)")
+
+
+def data_source(args, hparams):
+    """(problem, data_dir) from flags, else the run's hparams."""
+    problem = args.problem or hparams.get("problem", "")
+    data_dir = args.data_dir
+    if not data_dir and problem == hparams.get("problem"):
+        data_dir = hparams.get("data_dir", "")
+    if not data_dir and problem == "digits":
+        data_dir = "digits"
+    return problem, data_dir
+
+
+def data_info(model, data_dir, split, rnd_crop=False):
+    from tfglow.data import dataset_info
+
+    if not data_dir:
+        raise ValueError("no data: pass --data_dir (the run's hparams name none)")
+    info = dataset_info(data_dir, split, model.config.image_size, rnd_crop)
+    if info.channels != model.config.n_channels:
+        raise ValueError(f"{data_dir}: images have {info.channels} channels, the model "
+                         f"{model.config.n_channels}")
+    return info
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, default=str)
+    os.replace(tmp, path)
+
+
+def save_grid(path, images, rows=None):
+    from tfglow.grid import image_grid, save_png
+
+    scale = max(1, 32 // images.shape[1])
+    save_png(path, image_grid(images, rows=rows, scale=scale))
+    print(f"wrote {path}")
+
+
+# ------------------------------------------------------------------------------ actions
+
+
+def run_eval(model, args, data_dir, out):
+    from tfglow.evaluation import evaluate_split
+
+    rnd_crop = bool(args.hparams.get("rnd_crop", False))
+    info = data_info(model, data_dir, args.split, rnd_crop)
+    t0 = time.time()
+    result = evaluate_split(model, data_dir, args.split, args.n_batch_test, seed=args.seed,
+                            max_images=args.n_test, rnd_crop=rnd_crop)
+    result.update(split=args.split, seconds=round(time.time() - t0, 3), seed=args.seed,
+                  weights="raw" if args.no_ema else "polyak", data_dir=data_dir,
+                  checkpoint=args.checkpoint, config=model.config.to_dict(),
+                  manifest=info.manifest, data={"num_examples": info.num_examples,
+                                                "channels": info.channels,
+                                                "n_bits_x": info.n_bits_x})
+    print(f"{args.split} bits/dim {result['bits_per_dim']:.5f} over {result['n_images']} images "
+          f"({result['weights']} weights)")
+    write_json(os.path.join(out, "eval.json"), result)
+    return result
+
+
+def run_sample(model, args, out):
+    from tfglow.sampling import temperature_grids
+
+    temps = floats(args.temperatures, "temperatures")
+    grids = temperature_grids(model, args.sample, temps, seed=args.seed)
+    rows = model.config.n_y if model.config.ycond else None
+    for t, images in grids.items():
+        save_grid(os.path.join(out, f"samples_T{t:g}.png"), images, rows)
+    return grids
+
+
+def run_interpolate(model, args, data_dir, out):
+    from tfglow.data import load_numpy
+    from tfglow.sampling import interpolation_strip
+
+    images, labels = load_numpy(data_dir, args.split, model.config.image_size)[:2]
+    rng = np.random.default_rng(args.seed)
+    strips = []
+    for k in range(args.n_interpolate):
+        a = int(rng.integers(len(images)))
+        pool = np.nonzero(labels == labels[a])[0] if model.config.ycond else np.arange(len(images))
+        b = int(rng.choice(pool[pool != a])) if len(pool) > 1 else a
+        y = int(labels[a]) if model.config.ycond else None
+        strip = interpolation_strip(model, images[a], images[b], args.interpolate_steps, y)
+        save_grid(os.path.join(out, f"interpolate_{k}.png"), strip, rows=1)
+        strips.append(strip)
+    return strips
+
+
+def user_labels(model, args, n):
+    if not model.config.ycond:
+        return None
+    y = args.y or [0]
+    if len(y) not in (1, n):
+        raise ValueError(f"--y: give one label or {n}, got {len(y)}")
+    return np.resize(np.asarray(y, np.int32), n)
+
+
+def run_manipulate(model, args, data_dir, out):
+    from tfglow.data import load_numpy, make_dataset
+    from tfglow.sampling import (attribute_direction, load_direction, load_images, manipulate,
+                                 resolve_attribute, save_direction)
+
+    name = args.manipulate
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    if args.direction:
+        direction = load_direction(args.direction, model)
+    else:
+        info = data_info(model, data_dir, args.direction_split)
+        kind, index = resolve_attribute(name, info)
+        batches = make_dataset(data_dir, args.direction_split, model.config.image_size,
+                               args.n_batch_test, shuffle=False, repeat=False,
+                               drop_remainder=False, with_attr=kind == "attr")
+        if args.n_direction >= 0:
+            batches = batches.unbatch().take(args.n_direction).batch(args.n_batch_test)
+        direction, n_with, n_without = attribute_direction(
+            model, (tuple(t.numpy() for t in b) for b in batches), kind, index)
+        path = os.path.join(out, f"manipulate_{safe}.npz")
+        save_direction(path, direction, attribute=name, kind=kind, index=index, n_with=n_with,
+                       n_without=n_without, split=args.direction_split)
+        print(f"{name}: direction from {n_with} images with and {n_without} without; wrote {path}")
+    if args.images:
+        images = load_images(args.images, model.config.image_size, model.config.n_channels)
+        y = user_labels(model, args, len(images))
+    else:
+        images, labels = load_numpy(data_dir, args.split, model.config.image_size)[:2]
+        images, labels = images[:args.n_manipulate], labels[:args.n_manipulate]
+        y = labels if model.config.ycond else None
+    alphas = floats(args.alphas, "alphas")
+    grid = manipulate(model, images, direction, alphas, y)
+    save_grid(os.path.join(out, f"manipulate_{safe}.png"),
+              grid.reshape(-1, *grid.shape[2:]), rows=len(images))
+    return grid
+
+
+def run_encode(model, args):
+    from tfglow.sampling import encode_images, load_images, save_latents
+
+    if not args.out.endswith(".npz"):
+        raise ValueError(f"--encode needs --out Z.npz, got {args.out!r}")
+    images = load_images(args.encode, model.config.image_size, model.config.n_channels)
+    y = user_labels(model, args, len(images))
+    zs = encode_images(model, images, y)
+    save_latents(args.out, zs, y, files=np.array(args.encode))
+    print(f"encoded {len(images)} images to {args.out} ({', '.join(f'z{i} {list(z.shape)}' for i, z in enumerate(zs))})")
+    return zs
+
+
+def run_decode(model, args, out):
+    from tfglow.grid import save_png
+    from tfglow.sampling import decode_latents, load_latents
+
+    zs, y = load_latents(args.decode, model)
+    if model.config.ycond and y is None:
+        y = user_labels(model, args, len(zs[0]))
+    images = decode_latents(model, zs, y if model.config.ycond else None)
+    folder = args.out or os.path.join(out, "decoded")
+    for i, img in enumerate(images):
+        save_png(os.path.join(folder, f"{i:04d}.png"), img)
+    print(f"decoded {len(images)} images to {folder}/")
+    return images
+
+
+def run_export(model, args, hparams):
+    from tfglow.export import export_saved_model
+
+    export_saved_model(model, args.export, hparams={**hparams, "exported_weights":
+                                                    "raw" if args.no_ema else "polyak"})
+    print(f"wrote SavedModel {args.export} (signatures encode, decode, sample, sample_seeded, "
+          "bits_per_dim)")
+
+
+def run(args):
+    """Runs the requested actions; returns {action: result}. Raises on bad input."""
+    from tfglow.training.checkpoints import (load_trained, logdir_of, read_hparams,
+                                             resolve_checkpoint)
+
+    args.checkpoint = resolve_checkpoint(args.restore_path)
+    hparams = read_hparams(logdir_of(args.checkpoint))
+    check_flags(hparams, args, args.restore_path)
+    model, hparams = load_trained(args.checkpoint, use_polyak=not args.no_ema)
+    args.hparams = hparams
+    problem, data_dir = data_source(args, hparams)
+    out = args.logdir or os.path.join(logdir_of(args.checkpoint), "eval")
+    os.makedirs(out, exist_ok=True)
+    if args.out and args.encode is None and not args.decode:
+        raise ValueError("--out is for --encode / --decode")
+    others = (args.sample or args.interpolate or args.manipulate or args.encode or args.decode
+              or args.export)
+    results = {}
+    if args.eval or not others:
+        results["eval"] = run_eval(model, args, data_dir, out)
+    if args.sample:
+        results["sample"] = run_sample(model, args, out)
+    if args.interpolate:
+        results["interpolate"] = run_interpolate(model, args, data_dir, out)
+    if args.manipulate:
+        results["manipulate"] = run_manipulate(model, args, data_dir, out)
+    if args.encode:
+        results["encode"] = run_encode(model, args)
+    if args.decode:
+        results["decode"] = run_decode(model, args, out)
+    if args.export:
+        results["export"] = run_export(model, args, hparams)
+    return results
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
