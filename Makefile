@@ -21,7 +21,7 @@ horovod: $(VENV)/.installed
 	tools/build_horovod.sh $(PY)
 
 run: $(VENV)/.installed
-	$(PY) quickstart.py --logdir runs/digits
+	$(PY) train.py --problem digits --logdir runs/digits --epochs 40 --restore_if_exists
 
 test: $(VENV)/.installed horovod
 	$(PY) -m pytest -q tests

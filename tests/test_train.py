@@ -83,13 +83,13 @@ def test_resume_is_exact(tmp_path):
 
 def test_a_nonfinite_step_stops_and_keeps_the_last_checkpoint(tmp_path):
     trainer = Trainer(hps_for(tmp_path, "--ckpt_every", "2", "--epochs", "3"))
-    real_step = trainer._train_step
+    real_step = trainer.train_step._fn
 
     def poisoned(batch, step):
         stats = real_step(batch, step)
         return {**stats, "loss": tf.constant(np.nan)} if int(step) == 4 else stats
 
-    trainer._train_step = poisoned
+    trainer.train_step._fn = poisoned
     with pytest.raises(TrainingDiverged, match="step 4"):
         trainer.run()
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")

@@ -82,6 +82,8 @@ def build_parser():
     a("--no_polyak", action="store_true", help="Validate, sample and export with the raw weights")
     a("--ckpt_every", type=int, default=500, help="Checkpoint every N steps (and every epoch)")
     a("--max_steps", type=int, default=0, help="Stop after this many steps in total (0: no limit)")
+    a("--restore_if_exists", action="store_true",
+      help="Resume from --logdir's latest checkpoint if it has one (else start fresh)")
     a("--deterministic", action="store_true", help="Deterministic ops (exact resume on CPU)")
     a("--no_progress", action="store_true", help="No progress bar")
     return p
@@ -134,6 +136,7 @@ class TrainConfig:
     no_polyak: bool
     ckpt_every: int
     max_steps: int
+    restore_if_exists: bool
     deterministic: bool
     no_progress: bool
     # derived

@@ -32,6 +32,7 @@ from tfglow.optim import make_optimizer, warmup_lr
 from tfglow.training.checkpoints import resolve_checkpoint, write_hparams
 from tfglow.training.distribute import make_runtime
 from tfglow.training.logs import Reporter
+from tfglow.training.step import TrainStep
 from tfglow.training.problems import PROBLEMS
 
 #: The original's sampling temperatures.
@@ -76,7 +77,7 @@ class Trainer:
         self.data_manager = tf.train.CheckpointManager(
             self.data_ckpt, os.path.join(hps.logdir, "data", f"worker{self.rt.worker_index}"),
             max_to_keep=3)
-        self._train_step = self._build_train_step()
+        self.train_step = TrainStep(self.model, self.optimizer, self.rt, hps.seed, hps.xla)
         self._eval_batch = tf.function(self._eval_batch_fn)
 
     # ------------------------------------------------------------------ data
@@ -126,63 +127,6 @@ class Trainer:
         return np.concatenate([np.asarray(p) for p in parts])
 
     # ------------------------------------------------------------------ steps
-    def _replica_index(self):
-        if self.rt.hvd is not None:
-            return self.rt.worker_index
-        # Global over all workers for tf.distribute strategies (multiworker included).
-        return tf.distribute.get_replica_context().replica_id_in_sync_group
-
-    def _replica_noise(self, x, step):
-        """This replica's slice of the global batch's dequantisation noise for `step`.
-
-        Drawing the global batch's noise and slicing it makes the run independent of how the
-        batch is split over replicas (one device with batch B == two replicas with B / 2).
-        """
-        b = tf.shape(x)[0]
-        shape = tf.concat([[b * self.rt.num_replicas], tf.shape(x)[1:]], axis=0)
-        seed = tf.stack([tf.cast(self.hps.seed, tf.int64), step])
-        noise = tf.random.stateless_uniform(shape, seed, dtype=tf.float32)
-        start = tf.cast(self._replica_index(), tf.int32) * b
-        return noise[start:start + b]
-
-    def _loss_and_grads(self, x, y, noise):
-        with tf.GradientTape() as tape:
-            terms = self.model.loss_terms(x, y, noise=noise)
-            loss = tf.reduce_mean(terms["loss"])
-        if self.rt.hvd is not None:
-            tape = self.rt.hvd.DistributedGradientTape(tape)
-            # Horovod 0.28 needs tf.Variables (Keras 3 variables wrap them in .value).
-            grads = tape.gradient(loss, [v.value for v in self.params])
-        else:
-            grads = tape.gradient(loss, self.params)
-        return {k: tf.reduce_mean(v) for k, v in terms.items()}, grads
-
-    def _build_train_step(self):
-        hps, rt = self.hps, self.rt
-        loss_and_grads = tf.function(self._loss_and_grads, jit_compile=True) if hps.xla \
-            else self._loss_and_grads
-
-        def replica_step(x, y, step):
-            stats, grads = loss_and_grads(x, y, self._replica_noise(x, step))
-            self.optimizer.apply_gradients(zip(grads, self.params))
-            # Replica-context gradients are summed by nothing yet: the norm of the local ones.
-            stats["grad_norm"] = tf.linalg.global_norm(grads)
-            return stats
-
-        if rt.hvd is not None:
-            @tf.function
-            def step_fn(batch, step):
-                stats = replica_step(batch[0], batch[1], step)
-                return {k: rt.hvd.allreduce(v, op=rt.hvd.Average) for k, v in stats.items()}
-            return step_fn
-
-        @tf.function
-        def step_fn(batch, step):
-            per_replica = self.strategy.run(replica_step, args=(batch[0], batch[1], step))
-            return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-                    for k, v in per_replica.items()}
-        return step_fn
-
     def _eval_batch_fn(self, x, y, seed):
         terms = self.model.loss_terms(x, y, seed=seed)
         return {k: tf.reduce_sum(v) for k, v in terms.items()}, tf.shape(x)[0]
@@ -194,7 +138,7 @@ class Trainer:
         hps, rt = self.hps, self.rt
 
         def ddi(x, y):
-            noise = self._replica_noise(x, tf.constant(-1, tf.int64))
+            noise = self.train_step.noise(x, tf.constant(-1, tf.int64))
             xt = objective.dequantize(self.model.preprocess(x), hps.n_bits_x, noise=noise)
             with data_dependent_init(**({"mean_fn": rt.mean_over_workers} if rt.hvd else {})):
                 self.model.encode_with_logdet(xt, tf.zeros_like(y) if hps.ycond else None)
@@ -285,8 +229,11 @@ class Trainer:
         os.makedirs(hps.logdir, exist_ok=True)
         if rt.is_chief:
             write_hparams(hps.logdir, json.loads(hps.to_json()))
-        if hps.restore_path:
-            restored = self.restore(hps.restore_path)
+        restore_path = hps.restore_path
+        if not restore_path and hps.restore_if_exists and tf.train.latest_checkpoint(self._ckpt_dir):
+            restore_path = hps.logdir
+        if restore_path:
+            restored = self.restore(restore_path)
             print(f"restored {restored} at step {int(self.step.numpy())}", flush=True)
         elif tf.train.latest_checkpoint(self._ckpt_dir):
             raise FileExistsError(f"{self._ckpt_dir} already has checkpoints: pass --restore_path "
@@ -359,7 +306,7 @@ class Trainer:
                        hps.epochs_warmup)
         self.optimizer.set_learning_rate(lr)
         batch = self._next_batch(self.train_iter)
-        stats = {k: float(v) for k, v in self._train_step(batch, tf.constant(step, tf.int64)).items()}
+        stats = {k: float(v) for k, v in self.train_step(batch, step).items()}
         if not all(math.isfinite(v) for v in stats.values()):
             self._report_divergence(step, batch, stats)
         self.step.assign_add(1)
