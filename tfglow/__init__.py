@@ -19,6 +19,13 @@ Modules, one concept each (Glow Table 1 and Figure 2):
     model        Glow: the multi-scale model
     objective    preprocess, dequantisation, bits/dim (eq. 2)
     flow         FlowLayer and its TFP bijector adapter
+    memory       gradient modes of the flow steps: backprop, recompute, reversible
+    recompute    per-step recomputation (--gradient_checkpointing 1)
+    reversible   reversible backpropagation (--gradient_checkpointing 2; Glow section 6)
+    optim        the original's Adamax / Adam and Polyak averaging
+    data         TFRecords and the tf.data input pipeline
+    training     train.py's flags, distribution, train step, loop and checkpoints
+    evaluation, sampling, export   evaluate.py's bits/dim, samples and edits, SavedModel
 """
 from tfglow.actnorm import ActNorm
 from tfglow.config import PRESETS, GlowConfig

@@ -28,6 +28,7 @@ from tfglow import objective
 from tfglow.actnorm import ActNorm, data_dependent_init
 from tfglow.config import GlowConfig
 from tfglow.flow import FlowBijector
+from tfglow.memory import check_gradient_mode, run_flow_steps
 from tfglow.prior import Classifier, TopPrior, bits_y
 from tfglow.split import Split2d
 from tfglow.squeeze import squeeze2d, unsqueeze2d
@@ -42,14 +43,19 @@ class Glow(keras.Model):
 
     Images are uint8 [B, H, W, C]; the model works on preprocessed floats x in [-0.5, 0.5)
     (`preprocess`). Labels y are ints [B] in [0, n_y), needed iff config.ycond.
+
+    gradient_checkpointing (also an attribute): how gradients pass through the flow steps,
+    0 plain backprop, 1 recompute each step (the original's default), 2 reversible (Glow
+    section 6); the same values and gradients, less memory (tfglow.memory).
     """
 
     # FlowBijector protocol: the whole model is a bijector from x [H, W, C] to eps [D].
     event_ndims = 3
     inverse_event_ndims = 1
 
-    def __init__(self, config=None, name="glow", **kwargs):
+    def __init__(self, config=None, name="glow", gradient_checkpointing=0, **kwargs):
         super().__init__(name=name, **kwargs)
+        self.gradient_checkpointing = gradient_checkpointing
         self.config = config if config is not None else GlowConfig()
         if not isinstance(self.config, GlowConfig):
             raise TypeError(f"Glow(config): expected a GlowConfig, got {type(config).__name__}")
@@ -85,6 +91,15 @@ class Glow(keras.Model):
                                            name="initialized")
         self.built = True
 
+    @property
+    def gradient_checkpointing(self):
+        """Gradient mode of the flow steps: 0 backprop, 1 checkpointing, 2 reversible."""
+        return self._gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, mode):
+        self._gradient_checkpointing = check_gradient_mode(mode)
+
     # ----------------------------------------------------------------- data space
     def preprocess(self, x_uint8):
         """uint8 images [B, H, W, C] -> float32 [B, H, W, C] in [-0.5, 0.5)."""
@@ -106,9 +121,8 @@ class Glow(keras.Model):
         z = squeeze2d(x)
         eps = []
         for level in range(self.config.n_levels):
-            for step in self.steps_of_level(level):
-                z, d = step.forward(z)
-                logdet += d
+            z, logdet = run_flow_steps(self.steps_of_level(level), z, logdet,
+                                       self.gradient_checkpointing)
             if level < self.config.n_levels - 1:
                 z1, eps_level, d = self.splits[level].split(z)
                 logdet += d

@@ -16,8 +16,8 @@ class TrainStep:
         self.model, self.optimizer, self.rt = model, optimizer, runtime
         self.seed = int(seed)
         self.params = model.trainable_variables
-        self._loss_and_grads = (tf.function(self.loss_and_grads, jit_compile=True) if xla
-                                else self.loss_and_grads)
+        self._loss_and_grads = (tf.function(self.loss_and_grads, jit_compile=True, autograph=False)
+                                if xla else self.loss_and_grads)
         self._fn = self._build()
 
     def __call__(self, batch, step):
@@ -62,13 +62,13 @@ class TrainStep:
     def _build(self):
         rt = self.rt
         if rt.hvd is not None:
-            @tf.function
+            @tf.function(autograph=False)  # no data-dependent Python control flow: faster tracing
             def step_fn(batch, step):
                 stats = self._replica_step(batch[0], batch[1], step)
                 return {k: rt.hvd.allreduce(v, op=rt.hvd.Average) for k, v in stats.items()}
             return step_fn
 
-        @tf.function
+        @tf.function(autograph=False)
         def step_fn(batch, step):
             per_replica = rt.strategy.run(self._replica_step, args=(batch[0], batch[1], step))
             return {k: rt.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)

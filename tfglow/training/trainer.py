@@ -55,7 +55,7 @@ class Trainer:
         self.train_its = int(math.ceil(hps.n_train / (hps.n_batch_train * self.rt.num_replicas)))
         self._check_data()
         with self.strategy.scope():
-            self.model = Glow(hps.model_config())
+            self.model = Glow(hps.model_config(), gradient_checkpointing=hps.gradient_checkpointing)
             self.optimizer = make_optimizer(
                 hps.optimizer, lr=hps.lr, beta1=hps.beta1, train_its=max(2, self.train_its),
                 polyak_epochs=hps.polyak_epochs, weight_decay=hps.weight_decay,
