@@ -228,3 +228,19 @@ def test_two_multiworker_processes_train_to_identical_weights(tmp_path):
             p.kill()
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outputs)
     _assert_identical_workers(tmp_path)
+
+
+def test_any_data_prep_directory_trains_with_xla(tmp_path):
+    from data_prep.cli import main as data_prep_main
+
+    data_prep_main(["digits", "--out", str(tmp_path / "data"), "--quiet"])
+    args = list(TINY)
+    args[args.index("--problem") + 1] = "my_digits"  # not in the problem table
+    hps = resolve(build_parser().parse_args(
+        args + ["--data_dir", str(tmp_path / "data"), "--logdir", str(tmp_path / "run"),
+                "--max_steps", "2", "--xla"]))
+    assert (hps.image_size, hps.n_channels, hps.n_y) == (8, 1, 10)   # from dataset.json
+    trainer = Trainer(hps)
+    trainer.run()
+    assert int(trainer.step.numpy()) == 2
+    assert all(np.isfinite(v.numpy()).all() for v in trainer.model.trainable_variables)

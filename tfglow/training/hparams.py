@@ -191,16 +191,33 @@ def resolve(args):
                     break
     problem = _problem_or_none(values["problem"])
     n_channels = problem_defaults.get("n_channels", preset.get("n_channels", 3))
-    if values["image_size"] == -1:
-        values["image_size"] = problem.image_size if problem else preset.get("image_size", -1)
     if values["problem"] == "digits" and values["data_dir"] == "":
         values["data_dir"] = "digits"
     if values["category"]:
         values["data_dir"] = os.path.join(values["data_dir"], values["category"])
-    cfg = TrainConfig(**values, n_y=problem.n_y if problem else 1, n_channels=n_channels,
+    n_y = problem.n_y if problem else 1
+    if problem:
+        image_size = problem.image_size
+    else:  # any data_prep directory: sizes, channels and classes from its manifest
+        image_size = preset.get("image_size", -1)
+        manifest = _manifest_or_none(values["data_dir"])
+        if manifest:
+            image_size = max(manifest.get("resolutions") or [image_size])
+            n_channels = int(manifest.get("channels") or n_channels)
+            n_y = int(manifest.get("num_classes") or 1)
+    if values["image_size"] == -1:
+        values["image_size"] = image_size
+    cfg = TrainConfig(**values, n_y=n_y, n_channels=n_channels,
                       rnd_crop=bool(problem and problem.rnd_crop))
     _check(cfg)
     return cfg
+
+
+def _manifest_or_none(data_dir):
+    if not data_dir or not os.path.exists(os.path.join(data_dir, "dataset.json")):
+        return None
+    from tfglow.data import load_manifest
+    return load_manifest(data_dir)
 
 
 def _problem_or_none(name):

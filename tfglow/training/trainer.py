@@ -258,12 +258,14 @@ class Trainer:
                 if hps.max_steps and int(self.step.numpy()) >= hps.max_steps:
                     self._save(self.manager)
                     return None
-                stats = self._one_step(reporter)
+                stats = self._one_step()
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
-                reporter.step(it + 1, bpd=stats["bits_x"], lr=stats["lr"],
-                              ips=steps * images_per_step / max(time.time() - t0, 1e-9))
+                ips = steps * images_per_step / max(time.time() - t0, 1e-9)
+                reporter.step(it + 1, bpd=stats["bits_x"], lr=stats["lr"], ips=ips)
+                if it % 10 == 0:
+                    reporter.scalars(self.step.numpy(), "train", {**stats, "images_per_s": ips})
                 if int(self.step.numpy()) % hps.ckpt_every == 0:
                     self._save(self.manager)
             dtrain = time.time() - t0
@@ -299,7 +301,7 @@ class Trainer:
             shutil.rmtree(self._scratch_dir, ignore_errors=True)
         return None
 
-    def _one_step(self, reporter):
+    def _one_step(self):
         hps = self.hps
         step = int(self.step.numpy())
         lr = warmup_lr(hps.lr, step * self.rt.num_replicas * hps.n_batch_train, hps.n_train,
@@ -311,8 +313,6 @@ class Trainer:
             self._report_divergence(step, batch, stats)
         self.step.assign_add(1)
         stats["lr"] = lr
-        if step % 10 == 0:
-            reporter.scalars(step, "train", {**stats, "lr": lr})
         return stats
 
     def _report_divergence(self, step, batch, stats):
