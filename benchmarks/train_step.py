@@ -91,10 +91,12 @@ def machine_info():
 
 
 SUITE = [
-    dict(preset="cifar10", batch=16, steps=3, width=None, xla=False, gradient_checkpointing=0),
-    dict(preset="cifar10", batch=16, steps=5, width=128, xla=False, gradient_checkpointing=0),
-    dict(preset="cifar10", batch=16, steps=5, width=128, xla=True, gradient_checkpointing=0),
-    dict(preset="cifar10", batch=16, steps=5, width=128, xla=False, gradient_checkpointing=1),
+    dict(preset="cifar10", batch=16, steps=2, width=None, xla=False, gradient_checkpointing=0),
+    dict(preset="cifar10", batch=16, steps=2, width=None, xla=False, gradient_checkpointing=1),
+    dict(preset="cifar10", batch=16, steps=3, width=128, xla=False, gradient_checkpointing=0),
+    dict(preset="cifar10", batch=16, steps=3, width=128, xla=False, gradient_checkpointing=1),
+    dict(preset="cifar10", batch=16, steps=3, width=128, xla=False, gradient_checkpointing=2),
+    dict(preset="cifar10", batch=16, steps=3, width=128, xla=True, gradient_checkpointing=0),
 ]
 
 
