@@ -15,7 +15,6 @@ from the bin edges, where a plain preprocess would sit and float error could fli
 import warnings
 
 import numpy as np
-import tensorflow as tf
 
 # ---------------------------------------------------------------------------- encode / decode
 

@@ -26,6 +26,7 @@ import tensorflow as tf
 from tfglow import objective
 from tfglow.actnorm import data_dependent_init
 from tfglow.data import DataError, effective_dal, make_dataset
+from tfglow.evaluation import evaluate_split
 from tfglow.grid import image_grid, save_png
 from tfglow.model import Glow
 from tfglow.optim import make_optimizer, warmup_lr
@@ -78,7 +79,6 @@ class Trainer:
             self.data_ckpt, os.path.join(hps.logdir, "data", f"worker{self.rt.worker_index}"),
             max_to_keep=3)
         self.train_step = TrainStep(self.model, self.optimizer, self.rt, hps.seed, hps.xla)
-        self._eval_batch = tf.function(self._eval_batch_fn)
 
     # ------------------------------------------------------------------ data
     def _check_data(self):
@@ -125,11 +125,6 @@ class Trainer:
         """Concatenates a per-replica value's local parts into one NumPy array."""
         parts = self.strategy.experimental_local_results(value)
         return np.concatenate([np.asarray(p) for p in parts])
-
-    # ------------------------------------------------------------------ steps
-    def _eval_batch_fn(self, x, y, seed):
-        terms = self.model.loss_terms(x, y, seed=seed)
-        return {k: tf.reduce_sum(v) for k, v in terms.items()}, tf.shape(x)[0]
 
     # ------------------------------------------------------------------ init
     def initialize(self):
@@ -184,24 +179,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self):
-        """Mean stats over the validation split (whole, or the first n_test images)."""
+        """(mean stats, image count) over the validation split (or its first n_test images),
+        with the Polyak weights; the same numbers as `evaluate.py` (tfglow.evaluation)."""
         hps = self.hps
-        ds = self._dataset("validation", hps.n_batch_test, (1, 0), shuffle=False, repeat=False)
-        totals, count = {k: 0.0 for k in STATS}, 0
-        limit = hps.n_test if hps.n_test > 0 else None
         with self._polyak():
-            for i, (x, y) in enumerate(ds):
-                if limit is not None and count >= limit:
-                    break
-                if limit is not None and count + int(x.shape[0]) > limit:
-                    x, y = x[:limit - count], y[:limit - count]
-                sums, n = self._eval_batch(x, y, tf.constant([hps.seed + 7, i], tf.int64))
-                for k in STATS:
-                    totals[k] += float(sums[k])
-                count += int(n)
-        if count == 0:
-            raise DataError(hps.data_dir, "the validation split is empty")
-        return {k: v / count for k, v in totals.items()}, count
+            results = evaluate_split(self.model, hps.data_dir, "validation", hps.n_batch_test,
+                                     seed=hps.seed, max_images=hps.n_test, rnd_crop=hps.rnd_crop)
+        return {k: results[k] for k in STATS}, results["n_images"]
 
     def _polyak(self):
         if self.hps.no_polyak or not self.optimizer.polyak.enabled:
