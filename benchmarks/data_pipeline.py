@@ -10,7 +10,6 @@ Prints one JSON line per configuration and a table; writes all results plus mach
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.common import machine_info, peak_rss_mb, write_json  # noqa: E402
 from tfglow.data import make_dataset  # noqa: E402
 
 
@@ -42,20 +42,6 @@ def synthetic_cifar(out_dir, n_images, resolution, shards, seed=0):
     return out_dir
 
 
-def machine_info():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu": cpu, "cpu_count": os.cpu_count(),
-            "sched_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "tensorflow": tf.__version__, "numpy": np.__version__,
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
-
-
 def time_pipeline(data_dir, resolution, batch_size, dal, batches, warmup, shards):
     """images/s over `batches` batches after `warmup` batches (the stream repeats forever)."""
     ds = make_dataset(data_dir, "train", resolution, batch_size, dal=dal, seed=0,
@@ -69,7 +55,8 @@ def time_pipeline(data_dir, resolution, batch_size, dal, batches, warmup, shards
         x, _ = next(it)
         checksum += int(x.shape[0])  # touch the batch; tensors are already materialised
     dt = time.perf_counter() - t0
-    return {"images_per_s": round(checksum / dt, 1), "batches": batches, "seconds": round(dt, 3)}
+    return {"images_per_s": round(checksum / dt, 1), "batches": batches, "seconds": round(dt, 3),
+            "peak_memory_mb": round(peak_rss_mb(), 1)}
 
 
 def main(argv=None):
@@ -118,10 +105,7 @@ def main(argv=None):
               "results": results,
               "note": "training step rate not measured here; compare images_per_s with "
                       "batch_size x training steps/s (see --step_rate)"}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
-        f.write("\n")
+    write_json(args.out, report)
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -28,16 +28,16 @@ the command line to --out (default benchmarks/results/memory.json).
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 MARK = "RESULT "
 
-
+from benchmarks.common import machine_info, write_json  # noqa: E402
 def proc_status_mb(*keys):
     """{key: MB} from /proc/self/status (VmRSS, VmHWM)."""
     out = {}
@@ -113,23 +113,6 @@ def worker(args):
     print(MARK + json.dumps(result), flush=True)
 
 
-def machine_info():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                       cpu)
-    except OSError:
-        pass
-    import tensorflow as tf  # noqa: only for the version
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(),
-            "sched_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else None,
-            "tensorflow": tf.__version__,
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
-
-
 def run_one(args, mode, depth):
     """One measurement in a fresh subprocess; returns its result dict."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--mode", str(mode),
@@ -202,9 +185,7 @@ def main(argv=None):
         "total_s": round(time.perf_counter() - start, 1),
         "results": results,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
+    write_json(args.out, report)
     print(f"wrote {args.out} ({report['total_s']} s)")
 
 

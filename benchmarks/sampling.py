@@ -16,29 +16,18 @@ almost all of the work and each level's steps cost the same).
 import argparse
 import json
 import os
-import platform
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfglow  # noqa: E402
-
-
-def machine():
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "sched_affinity": len(os.sched_getaffinity(0)),
-            "tensorflow": tf.__version__, "numpy": np.__version__,
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
+from benchmarks.common import machine_info, peak_rss_mb, write_json  # noqa: E402
 
 
 def sampler(model, n, temperature=0.7):
@@ -72,6 +61,7 @@ def time_row(preset, batch, reps, depth=None):
            "depth": cfg.depth, "width": cfg.width, "params": int(model.count_params()),
            "batch": batch, "reps": reps, "ms_per_batch": round(1000 * med, 1),
            "ms_per_image": round(1000 * med / batch, 2),
+           "images_per_s": round(batch / med, 3), "peak_memory_mb": round(peak_rss_mb(), 1),
            "ms_per_batch_all": [round(1000 * t, 1) for t in times],
            "first_call_s_incl_trace": round(warm, 2), "build_s": round(build, 2)}
     if cfg.depth != full_depth:
@@ -107,13 +97,10 @@ def main(argv=None):
     order = [tuple(i.split(":")) for i in "cifar10:1,cifar10:64,celeba:1,celeba:64".split(",")]
     rows.sort(key=lambda r: order.index((r["preset"], str(r["batch"])))
               if (r["preset"], str(r["batch"])) in order else len(order))
-    result = {"benchmark": "sampling", "machine": machine(), "temperature": 0.7,
+    result = {"benchmark": "sampling", "machine": machine_info(), "temperature": 0.7,
               "paper": "130 ms per 256x256 sample on one GTX 1080 Ti (Glow section 6)",
               "results": rows}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(args.out + ".tmp", args.out)
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

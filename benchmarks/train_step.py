@@ -1,131 +1,150 @@
-"""Train-step throughput and peak memory of the trainer's real compiled step on synthetic data.
+"""Train-step throughput, FLOP rate and peak memory of the trainer's real compiled step.
 
     python benchmarks/train_step.py --preset cifar10 --batch 16 --steps 5 [--width N] [--xla]
-                                    [--gradient_checkpointing 0|1|2] [--depth K]
+        [--gradient_checkpointing 0|1|2] [--depth K] [--precision float32|mixed_bfloat16]
+        [--conv_impl auto|native|matmul] [--device /GPU:0]
     python benchmarks/train_step.py --suite [--out benchmarks/results/train_step.json]
 
-One configuration prints one JSON line: images_per_s (timed steps after two warm-up steps,
-which include tracing), step_s, peak_memory_mb (the process's peak RSS, which includes
-TensorFlow's own ~0.5 GB: compare configurations, not absolute values) and
-baseline_memory_mb (RSS before the model is built). --suite runs a table of configurations,
-each in a fresh subprocess so peaks do not mix, prints it and writes JSON with machine info.
+One configuration prints one JSON line:
+  images_per_s        timed steps (after two warm-up steps, which include tracing) / time;
+  step_s, warmup_s;
+  train_gflop_per_image  forward + backward FLOPs per image from the layer shapes
+                      (tfglow.flops: 2 per multiply-add of every convolution and matmul);
+  achieved_gflops     train_gflop_per_image * images_per_s;
+  matmul_peak_gflops  best 2048^3 matmul of this machine in the step's compute dtype,
+                      measured in the same process just before the model is built;
+  peak_fraction       achieved_gflops / matmul_peak_gflops;
+  peak_memory_mb      the process's peak RSS (TensorFlow's own ~0.5 GB included: compare
+                      configurations, not absolute values); baseline_memory_mb before TF.
+--suite runs a table of configurations, each in a fresh subprocess so peaks do not mix,
+prints it and writes JSON with machine info and the command line.
+The step is the trainer's TrainStep (dequantisation noise, forward, backward, the original's
+Adamax update and the Polyak average) on synthetic uint8 images, without the data pipeline.
 """
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from benchmarks.common import (RESULTS, command_line, machine_info, matmul_peak_gflops,  # noqa: E402
+                               peak_rss_mb, write_json)
 
 
 def run_one(args):
     baseline = peak_rss_mb()
+    import contextlib
+
     import numpy as np
     import tensorflow as tf
 
     import tfglow
+    from tfglow import conv
+    from tfglow.flops import count_flops
     from tfglow.optim import make_optimizer
     from tfglow.training.distribute import make_runtime
     from tfglow.training.step import TrainStep
 
+    conv.set_conv_impl(args.conv_impl)
     overrides = {k: v for k, v in (("width", args.width), ("depth", args.depth)) if v}
     cfg = tfglow.GlowConfig.preset(args.preset, **overrides)
-    rt = make_runtime("none")
-    model = tfglow.Glow(cfg, **_mode_kwargs(tfglow.Glow, args.gradient_checkpointing))
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.integers(0, 256, size=(args.batch,) + cfg.image_shape, dtype=np.uint8))
-    y = tf.constant(rng.integers(0, cfg.n_y, size=args.batch), tf.int32)
-    model.initialize(x, y if cfg.ycond else None)
-    optimizer = make_optimizer("adamax", lr=1e-4, train_its=1000)
-    optimizer.build(model.trainable_variables)
-    step = TrainStep(model, optimizer, rt, seed=0, xla=args.xla)
-    t0 = time.time()
-    for i in range(2):
-        stats = step((x, y), i)
-    float(stats["loss"])
-    warmup_s = time.time() - t0
-    t0 = time.time()
-    for i in range(args.steps):
-        stats = step((x, y), 2 + i)
-    loss = float(stats["loss"])
-    elapsed = time.time() - t0
+    compute_dtype = "bfloat16" if args.precision == "mixed_bfloat16" else "float32"
+    with tf.device(args.device) if args.device else contextlib.nullcontext():
+        peak = matmul_peak_gflops(compute_dtype)
+        rt = make_runtime("none")
+        model = tfglow.Glow(cfg, **_model_kwargs(tfglow.Glow, args))
+        rng = np.random.default_rng(0)
+        x = tf.constant(rng.integers(0, 256, size=(args.batch,) + cfg.image_shape, dtype=np.uint8))
+        y = tf.constant(rng.integers(0, cfg.n_y, size=args.batch), tf.int32)
+        model.initialize(x, y if cfg.ycond else None)
+        optimizer = make_optimizer("adamax", lr=1e-4, train_its=1000)
+        optimizer.build(model.trainable_variables)
+        step = TrainStep(model, optimizer, rt, seed=0, xla=args.xla)
+        t0 = time.time()
+        for i in range(2):
+            stats = step((x, y), i)
+        float(stats["loss"])
+        warmup_s = time.time() - t0
+        t0 = time.time()
+        for i in range(args.steps):
+            stats = step((x, y), 2 + i)
+        loss = float(stats["loss"])
+        elapsed = time.time() - t0
     n_params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    images_per_s = args.batch * args.steps / elapsed
+    gflop = count_flops(cfg).train_step / 1e9
     return {"preset": args.preset, "width": cfg.width, "depth": cfg.depth, "batch": args.batch,
             "xla": args.xla, "gradient_checkpointing": args.gradient_checkpointing,
+            "precision": args.precision, "conv_impl": conv.conv_impl(),
+            "device": args.device or "default",
             "params_m": round(n_params / 1e6, 2), "steps": args.steps,
-            "step_s": round(elapsed / args.steps, 4),
-            "images_per_s": round(args.batch * args.steps / elapsed, 2),
+            "step_s": round(elapsed / args.steps, 4), "images_per_s": round(images_per_s, 2),
+            "train_gflop_per_image": round(gflop, 2),
+            "achieved_gflops": round(gflop * images_per_s, 1),
+            "matmul_peak_gflops": round(peak, 1),
+            "peak_fraction": round(gflop * images_per_s / peak, 3),
             "warmup_s": round(warmup_s, 1), "loss": round(loss, 4),
             "peak_memory_mb": round(peak_rss_mb(), 1), "baseline_memory_mb": round(baseline, 1)}
 
 
-def _mode_kwargs(glow_cls, mode):
+def _model_kwargs(glow_cls, args):
+    """Glow() options of this run that the installed tfglow has (older trees lack some)."""
     import inspect
-    if "gradient_checkpointing" in inspect.signature(glow_cls.__init__).parameters:
-        return {"gradient_checkpointing": mode}
-    if mode:
-        raise SystemExit("this tfglow has no gradient_checkpointing option")
-    return {}
+    params = inspect.signature(glow_cls.__init__).parameters
+    wanted = {"gradient_checkpointing": (args.gradient_checkpointing, 0),
+              "precision": (args.precision, "float32")}
+    kwargs = {}
+    for name, (value, default) in wanted.items():
+        if name in params:
+            kwargs[name] = value
+        elif value != default:
+            raise SystemExit(f"this tfglow has no {name} option")
+    return kwargs
 
 
-def machine_info():
-    import tensorflow as tf
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "gpus": len(tf.config.list_physical_devices("GPU"))}
-
-
+# Extra command-line arguments of each suite row (--preset cifar10 --batch 16 always).
 SUITE = [
-    dict(preset="cifar10", batch=16, steps=2, width=None, xla=False, gradient_checkpointing=0),
-    dict(preset="cifar10", batch=16, steps=2, width=None, xla=False, gradient_checkpointing=1),
-    dict(preset="cifar10", batch=16, steps=3, width=128, xla=False, gradient_checkpointing=0),
-    dict(preset="cifar10", batch=16, steps=3, width=128, xla=False, gradient_checkpointing=1),
-    dict(preset="cifar10", batch=16, steps=3, width=128, xla=False, gradient_checkpointing=2),
-    dict(preset="cifar10", batch=16, steps=3, width=128, xla=True, gradient_checkpointing=0),
+    ["--steps", "3"],
+    ["--steps", "2", "--gradient_checkpointing", "1"],
+    ["--steps", "2", "--conv_impl", "native"],
+    ["--steps", "5", "--width", "128"],
+    ["--steps", "5", "--width", "128", "--gradient_checkpointing", "1"],
+    ["--steps", "5", "--width", "128", "--gradient_checkpointing", "2"],
+    ["--steps", "5", "--width", "128", "--xla"],
+    ["--steps", "5", "--width", "128", "--conv_impl", "native"],
+    ["--steps", "3", "--width", "128", "--precision", "mixed_bfloat16"],
 ]
+COLUMNS = [("width", 6), ("gradient_checkpointing", 3), ("xla", 5), ("conv_impl", 7),
+           ("precision", 15), ("images_per_s", 7), ("step_s", 7), ("achieved_gflops", 7),
+           ("peak_fraction", 6), ("peak_memory_mb", 8)]
 
 
 def run_suite(args):
     rows = []
-    for conf in SUITE:
-        cmd = [sys.executable, os.path.abspath(__file__), "--preset", conf["preset"],
-               "--batch", str(conf["batch"]), "--steps", str(conf["steps"]),
-               "--gradient_checkpointing", str(conf["gradient_checkpointing"])]
-        if conf["width"]:
-            cmd += ["--width", str(conf["width"])]
-        if conf["xla"]:
-            cmd += ["--xla"]
+    for extra in SUITE:
+        cmd = [sys.executable, os.path.abspath(__file__), "--preset", "cifar10", "--batch", "16",
+               *extra] + (["--device", args.device] if args.device else [])
         out = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
         row = json.loads(lines[-1]) if out.returncode == 0 and lines else {
-            **conf, "error": (out.stderr or out.stdout)[-500:]}
+            "args": extra, "error": (out.stderr or out.stdout)[-500:]}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n{'width':>6} {'xla':>5} {'gc':>3} {'img/s':>8} {'step s':>8} {'peak MB':>8}")
-    for r in rows:
-        print(f"{r.get('width')!s:>6} {r.get('xla')!s:>5} {r.get('gradient_checkpointing')!s:>3} "
-              f"{r.get('images_per_s', 'err')!s:>8} {r.get('step_s', '')!s:>8} "
-              f"{r.get('peak_memory_mb', '')!s:>8}")
-    result = {"command": " ".join(["python"] + sys.argv), "machine": machine_info(), "rows": rows}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    print_table(rows)
+    write_json(args.out, {"command": command_line(), "machine": machine_info(), "rows": rows})
     print(f"wrote {args.out}")
+
+
+def print_table(rows):
+    names = {"gradient_checkpointing": "gc", "images_per_s": "img/s", "achieved_gflops": "GF/s",
+             "peak_fraction": "peak", "peak_memory_mb": "peak MB", "conv_impl": "conv"}
+    print("\n" + " ".join(f"{names.get(k, k):>{w}}" for k, w in COLUMNS))
+    for r in rows:
+        print(" ".join(f"{r.get(k, 'err')!s:>{w}}" for k, w in COLUMNS))
 
 
 def main():
@@ -135,10 +154,15 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--xla", action="store_true")
+    p.add_argument("--xla", action="store_true", help="compile forward + backward with XLA")
     p.add_argument("--gradient_checkpointing", type=int, default=0, choices=[0, 1, 2])
+    p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                   help="compute dtype of the coupling networks")
+    p.add_argument("--conv_impl", default="auto", choices=["auto", "native", "matmul"],
+                   help="tfglow.conv: auto = native (cuDNN) on GPU, matmul forms on CPU")
+    p.add_argument("--device", default=None, help="e.g. /CPU:0 or /GPU:0 (default: TF's choice)")
     p.add_argument("--suite", action="store_true")
-    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "train_step.json"))
+    p.add_argument("--out", default=os.path.join(RESULTS, "train_step.json"))
     args = p.parse_args()
     if args.suite:
         run_suite(args)

@@ -7,7 +7,8 @@ import tfglow
 from conftest import perturb
 from tfglow.actnorm import ActNorm, data_dependent_init
 from tfglow.invconv import InvConv1x1, LUInvConv1x1
-from tfglow.nn import Conv2D, Conv2DZeros, edge_indicator
+from tfglow.conv import edge_indicator
+from tfglow.nn import Conv2D, Conv2DZeros
 
 
 def test_squeeze_uses_the_originals_channel_order(rng):

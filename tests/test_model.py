@@ -6,6 +6,7 @@ import tensorflow as tf
 import tfglow
 from conftest import flat_jacobian_logdet, perturb
 from tfglow.actnorm import ActNorm
+from tfglow.nn import Conv2D
 
 
 def small_config(**changes):
@@ -66,20 +67,26 @@ def test_model_logdet_matches_autodiff_jacobian(changes, rng):
 
 
 def _actnorm_outputs(model, x):
-    """Runs the encoder and records every ActNorm's output."""
+    """Runs the encoder and records every ActNorm's output (the coupling network's actnorms
+    are folded into their convolutions, so there the Conv2D output before ReLU is recorded)."""
     outputs = []
-    original = ActNorm.forward
+    original, original_conv = ActNorm.forward, Conv2D.call
 
     def recording(self, t, **cond):
         y, ld = original(self, t, **cond)
         outputs.append((self, y))
         return y, ld
 
-    ActNorm.forward = recording
+    def recording_conv(self, t, relu=False):
+        y = original_conv(self, t, relu=False)
+        outputs.append((self.actnorm, y))
+        return tf.nn.relu(y) if relu else y
+
+    ActNorm.forward, Conv2D.call = recording, recording_conv
     try:
         model.encode_with_logdet(x)
     finally:
-        ActNorm.forward = original
+        ActNorm.forward, Conv2D.call = original, original_conv
     return outputs
 
 

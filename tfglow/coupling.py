@@ -48,11 +48,11 @@ class AdditiveCoupling(_Coupling):
 
     def forward(self, x, **cond):
         z1, z2 = split_channels(x)
-        return tf.concat([z1, z2 + self.nn(z1)], axis=-1), per_example(0.0, x)
+        return tf.concat([z1, z2 + self.nn.call(z1)], axis=-1), per_example(0.0, x)
 
     def inverse(self, y, **cond):
         z1, z2 = split_channels(y)
-        return tf.concat([z1, z2 - self.nn(z1)], axis=-1), per_example(0.0, y)
+        return tf.concat([z1, z2 - self.nn.call(z1)], axis=-1), per_example(0.0, y)
 
 
 class AffineCoupling(_Coupling):
@@ -61,8 +61,8 @@ class AffineCoupling(_Coupling):
     n_out_factor = 2
 
     def _shift_and_log_scale(self, z1):
-        h = self.nn(z1)
-        return h[..., 0::2], tf.math.log_sigmoid(h[..., 1::2] + 2.0)
+        shift, raw = self.nn.call_deinterleaved(z1)  # h[..., 0::2], h[..., 1::2]
+        return shift, tf.math.log_sigmoid(raw + 2.0)
 
     def forward(self, x, **cond):
         z1, z2 = split_channels(x)

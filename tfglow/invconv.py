@@ -18,17 +18,13 @@ import numpy as np
 import scipy.linalg
 import tensorflow as tf
 
+from tfglow.conv import conv1x1
 from tfglow.flow import FlowLayer, constant_initializer, per_example
 
 
 def random_rotation(rng, channels):
     """A random orthogonal [C, C] matrix: Q of the QR decomposition of a Gaussian matrix."""
     return np.linalg.qr(rng.standard_normal((channels, channels)))[0].astype(np.float32)
-
-
-def conv1x1(x, w):
-    """y = x @ w over the channel axis of x [B, H, W, C]; w [C, D] -> y [B, H, W, D]."""
-    return tf.nn.conv2d(x, tf.reshape(w, [1, 1] + list(w.shape)), strides=1, padding="VALID")
 
 
 def log_abs_det(w):

@@ -53,7 +53,8 @@ class Glow(keras.Model):
     event_ndims = 3
     inverse_event_ndims = 1
 
-    def __init__(self, config=None, name="glow", gradient_checkpointing=0, **kwargs):
+    def __init__(self, config=None, name="glow", gradient_checkpointing=0, precision="float32",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         self.gradient_checkpointing = gradient_checkpointing
         self.config = config if config is not None else GlowConfig()
@@ -89,6 +90,7 @@ class Glow(keras.Model):
             setattr(self, layer.name, layer)
         self.initialized = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                            name="initialized")
+        self.precision = precision
         self.built = True
 
     @property
@@ -99,6 +101,27 @@ class Glow(keras.Model):
     @gradient_checkpointing.setter
     def gradient_checkpointing(self, mode):
         self._gradient_checkpointing = check_gradient_mode(mode)
+
+    @property
+    def precision(self):
+        """Compute dtype of the coupling networks: "float32" or "mixed_bfloat16".
+
+        mixed_bfloat16 runs NN() of every coupling in bfloat16 (float32 variables, float32
+        outputs); everything else (actnorm, 1x1 convolutions, priors, log-determinants) stays
+        float32. bfloat16 has float32's exponent range, so no loss scaling is needed; float16
+        is not offered because the NN's gradients would need it. Takes effect at the next trace.
+        """
+        return self._precision
+
+    @precision.setter
+    def precision(self, value):
+        dtypes = {"float32": tf.float32, "mixed_bfloat16": tf.bfloat16}
+        if value not in dtypes:
+            raise ValueError(f"Glow precision={value!r} must be one of {sorted(dtypes)}")
+        self._precision = value
+        for step in self.flow_steps:
+            if hasattr(step.coupling, "nn"):
+                step.coupling.nn.nn_dtype = dtypes[value]
 
     # ----------------------------------------------------------------- data space
     def preprocess(self, x_uint8):

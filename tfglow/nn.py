@@ -5,30 +5,41 @@
 Conv2D: no bias, weights ~ N(0, 0.05), followed by an ActNorm (data-dependent init).
 Conv2DZeros / LinearZeros: weights and bias start at 0, output scaled by exp(3 * logs) with a
 per-channel `logs` starting at 0, so NN() starts at exactly 0 (the coupling is the identity).
+3x3 convolutions use the original's "edge padding" (tfglow.conv.edge_padded_conv_flat), so
+their kernels are [3, 3, C + 1, width].
 
-"Edge padding": the original pads 3x3 convolutions with zeros and appends one input channel
-that is 1 on padded pixels and 0 inside, then convolves with VALID padding, so the kernel is
-[3, 3, C + 1, width]. Convolution is linear in its input channels, so we compute the same as
+Outside data-dependent init, Conv2D folds its ActNorm into the convolution:
 
-    conv_SAME(x, W[:, :, :C]) + conv_VALID(indicator, W[:, :, C:])
+    (conv(x, W) + b) * s  =  conv(x, W * s) + b * s,      s = exp(logs)  [width]
 
-where the second term is a [1, H, W, width] position-dependent bias, computed at batch 1 and
-broadcast: no concatenation of a constant channel to every activation.
+(equal up to float rounding), so the hidden layers are matmul + bias + ReLU, which TensorFlow
+fuses, instead of three extra passes over the widest activations.
+
+Mixed precision: `CouplingNN.nn_dtype` (float32 by default; tfglow.Glow(precision=
+"mixed_bfloat16") sets bfloat16) is the dtype of its convolutions. Variables stay float32
+and are cast where used; NN() returns float32, so the coupling's scale, shift and
+log-determinant are float32. The coupling stays exactly invertible: decoding recomputes NN()
+on the same z1 with the same arithmetic.
 """
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfglow.actnorm import ActNorm
+from tfglow.actnorm import ActNorm, ddi_active
+from tfglow.conv import conv2d_same_flat, edge_padded_conv_flat, unflat
 from tfglow.flow import constant_initializer
 
 
-def edge_indicator(height, width, kh, kw):
-    """[1, H + kh - 1, W + kw - 1, 1] float32: 1 on the zero-padded border, 0 inside."""
-    a, b = (kh - 1) // 2, (kw - 1) // 2
-    ind = np.ones((1, height + 2 * a, width + 2 * b, 1), np.float32)
-    ind[:, a:a + height, b:b + width, :] = 0.0
-    return ind
+def deinterleave(t):
+    """Reorders the last axis [c0, c1, c2, c3, ...] -> [c0, c2, ..., c1, c3, ...] (0::2 then 1::2).
+
+    As reshape and transpose, whose gradients are dense (tf.gather's would be IndexedSlices).
+    """
+    lead = [int(d) for d in t.shape[:-1]]
+    n = int(t.shape[-1])
+    pairs = tf.reshape(t, lead + [n // 2, 2])
+    perm = list(range(len(lead))) + [len(lead) + 1, len(lead)]
+    return tf.reshape(tf.transpose(pairs, perm), lead + [n])
 
 
 class _EdgePaddedConv(keras.layers.Layer):
@@ -48,23 +59,24 @@ class _EdgePaddedConv(keras.layers.Layer):
         raise NotImplementedError
 
     def build(self, input_shape):
-        _, height, width, channels = (int(d) if d is not None else None for d in input_shape)
+        channels = int(input_shape[-1])
         kh, kw = self.kernel_size
         if kh % 2 == 0 or kw % 2 == 0:
             raise ValueError(f"{self.name}: kernel_size {self.kernel_size} must be odd")
         self.in_channels = channels
         shape = (kh, kw, channels + (1 if self.edge_padded else 0), self.filters)
         self.kernel = self.add_weight(shape=shape, name="W", initializer=self._kernel_init(shape))
-        if self.edge_padded:
-            self._indicator = edge_indicator(height, width, kh, kw)
 
-    def convolve(self, x):
-        """x [B, H, W, C] -> [B, H, W, filters], edge-padded as the original."""
-        if not self.edge_padded:
-            return tf.nn.conv2d(x, self.kernel, strides=1, padding="VALID")
-        c = self.in_channels
-        y = tf.nn.conv2d(x, self.kernel[:, :, :c], strides=1, padding="SAME")
-        return y + tf.nn.conv2d(self._indicator, self.kernel[:, :, c:], strides=1, padding="VALID")
+    def convolve_flat(self, x, kernel=None):
+        """x [B, H, W, C] -> [B * H * W, filters], edge-padded as the original."""
+        kernel = self.kernel if kernel is None else kernel
+        if self.edge_padded:
+            return edge_padded_conv_flat(x, kernel)
+        return conv2d_same_flat(x, kernel)
+
+    def convolve(self, x, kernel=None):
+        """x [B, H, W, C] -> [B, H, W, filters]."""
+        return unflat(self.convolve_flat(x, kernel), x, self.filters)
 
 
 class Conv2D(_EdgePaddedConv):
@@ -79,8 +91,17 @@ class Conv2D(_EdgePaddedConv):
         self.actnorm = ActNorm(name="actnorm")
         self.actnorm.build(tuple(input_shape[:-1]) + (self.filters,))
 
-    def call(self, x):
-        return self.actnorm.forward(self.convolve(x))[0]
+    def call(self, x, relu=False):
+        """actnorm(conv(x)), optionally followed by ReLU; [B, H, W, C] -> [B, H, W, filters]
+        in the dtype of x (the variables are cast to it)."""
+        if ddi_active():  # statistics in float32
+            y = tf.cast(self.convolve(x, tf.cast(self.kernel, x.dtype)), tf.float32)
+            y = self.actnorm.forward(y)[0]
+            return tf.cast(tf.nn.relu(y) if relu else y, x.dtype)
+        scale = tf.exp(self.actnorm.logs)
+        kernel = tf.cast(self.kernel * scale, x.dtype)
+        y2 = tf.nn.bias_add(self.convolve_flat(x, kernel), tf.cast(self.actnorm.bias * scale, x.dtype))
+        return unflat(tf.nn.relu(y2) if relu else y2, x, self.filters)
 
 
 class Conv2DZeros(_EdgePaddedConv):
@@ -98,8 +119,24 @@ class Conv2DZeros(_EdgePaddedConv):
         self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="b")
         self.logs = self.add_weight(shape=(self.filters,), initializer="zeros", name="logs")
 
+    def _apply(self, x, kernel, bias, logs):
+        """float32 [B, H, W, D]; the convolution runs in the dtype of x."""
+        y2 = tf.cast(self.convolve_flat(x, tf.cast(kernel, x.dtype)), tf.float32)
+        y2 = tf.nn.bias_add(y2, bias) * tf.exp(logs * self.logscale_factor)
+        return unflat(y2, x, int(kernel.shape[-1]))
+
     def call(self, x):
-        return (self.convolve(x) + self.bias) * tf.exp(self.logs * self.logscale_factor)
+        return self._apply(x, self.kernel, self.bias, self.logs)
+
+    def call_deinterleaved(self, x):
+        """(y[..., 0::2], y[..., 1::2]) of y = call(x), each [B, H, W, filters / 2].
+
+        The original interleaves (shift, scale) and (mean, logs) in the output channels; we
+        permute the weights' output columns instead of slicing the output with stride 2.
+        """
+        y = self._apply(x, deinterleave(self.kernel), deinterleave(self.bias),
+                        deinterleave(self.logs))
+        return tf.split(y, 2, axis=-1)
 
 
 class LinearZeros(keras.layers.Layer):
@@ -127,6 +164,7 @@ class CouplingNN(keras.layers.Layer):
         super().__init__(**kwargs)
         self.width = int(width)
         self.n_out = int(n_out)
+        self.nn_dtype = tf.float32
         self.conv1 = Conv2D(width, (3, 3), rng=rng, name="l_1")
         self.conv2 = Conv2D(width, (1, 1), rng=rng, name="l_2")
         self.conv_out = Conv2DZeros(n_out, (3, 3), name="l_last")
@@ -137,7 +175,16 @@ class CouplingNN(keras.layers.Layer):
         self.conv2.build(hidden)
         self.conv_out.build(hidden)
 
+    def hidden(self, h):
+        # The sublayers' .call directly: Keras' __call__ would cast h back to float32, and
+        # skipping it shortens tracing (~200 coupling networks in a deep model).
+        h = tf.cast(h, self.nn_dtype)
+        return self.conv2.call(self.conv1.call(h, relu=True), relu=True)
+
     def call(self, h):
-        h = tf.nn.relu(self.conv1(h))
-        h = tf.nn.relu(self.conv2(h))
-        return self.conv_out(h)
+        """float32 [B, H, W, n_out]."""
+        return self.conv_out.call(self.hidden(h))
+
+    def call_deinterleaved(self, h):
+        """(NN(h)[..., 0::2], NN(h)[..., 1::2]), float32."""
+        return self.conv_out.call_deinterleaved(self.hidden(h))

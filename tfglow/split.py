@@ -32,8 +32,7 @@ class Split2d(FlowLayer):
         self.conv.build(tuple(input_shape[:-1]) + (channels // 2,))
 
     def mean_and_logs(self, z1):
-        h = self.conv(z1)
-        return h[..., 0::2], h[..., 1::2]
+        return self.conv.call_deinterleaved(z1)  # h[..., 0::2], h[..., 1::2]
 
     def split(self, z):
         """z -> (z1, eps2, log|det|): z1, eps2 [B, H, W, C/2], log|det| [B]."""

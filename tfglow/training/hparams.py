@@ -79,6 +79,8 @@ def build_parser():
     a("--distribute", choices=["auto", "none", "mirrored", "multiworker", "horovod"], default="auto",
       help="auto: mirrored over all GPUs if >1, multiworker if TF_CONFIG is set, else none")
     a("--xla", action="store_true", help="Compile the train step with XLA")
+    a("--precision", choices=["float32", "mixed_bfloat16"], default="float32",
+      help="Compute dtype of the coupling networks while training (evaluation is float32)")
     a("--no_polyak", action="store_true", help="Validate, sample and export with the raw weights")
     a("--ckpt_every", type=int, default=500, help="Checkpoint every N steps (and every epoch)")
     a("--max_steps", type=int, default=0, help="Stop after this many steps in total (0: no limit)")
@@ -133,6 +135,7 @@ class TrainConfig:
     preset: str
     distribute: str
     xla: bool
+    precision: str
     no_polyak: bool
     ckpt_every: int
     max_steps: int

@@ -56,7 +56,8 @@ class Trainer:
         self.train_its = int(math.ceil(hps.n_train / (hps.n_batch_train * self.rt.num_replicas)))
         self._check_data()
         with self.strategy.scope():
-            self.model = Glow(hps.model_config(), gradient_checkpointing=hps.gradient_checkpointing)
+            self.model = Glow(hps.model_config(), gradient_checkpointing=hps.gradient_checkpointing,
+                              precision=hps.precision)
             self.optimizer = make_optimizer(
                 hps.optimizer, lr=hps.lr, beta1=hps.beta1, train_its=max(2, self.train_its),
                 polyak_epochs=hps.polyak_epochs, weight_decay=hps.weight_decay,
@@ -182,15 +183,23 @@ class Trainer:
         """(mean stats, image count) over the validation split (or its first n_test images),
         with the Polyak weights; the same numbers as `evaluate.py` (tfglow.evaluation)."""
         hps = self.hps
-        with self._polyak():
+        with self._eval_model():
             results = evaluate_split(self.model, hps.data_dir, "validation", hps.n_batch_test,
                                      seed=hps.seed, max_images=hps.n_test, rnd_crop=hps.rnd_crop)
         return {k: results[k] for k in STATS}, results["n_images"]
 
-    def _polyak(self):
-        if self.hps.no_polyak or not self.optimizer.polyak.enabled:
-            return contextlib.nullcontext()
-        return self.optimizer.polyak.swapped(self.params)
+    @contextlib.contextmanager
+    def _eval_model(self):
+        """Validation and samples: Polyak weights (unless --no_polyak) and float32 throughout."""
+        polyak = (contextlib.nullcontext() if self.hps.no_polyak or not self.optimizer.polyak.enabled
+                  else self.optimizer.polyak.swapped(self.params))
+        precision = self.model.precision
+        self.model.precision = "float32"
+        try:
+            with polyak:
+                yield
+        finally:
+            self.model.precision = precision
 
     def sample_grids(self, epoch):
         hps = self.hps
@@ -198,7 +207,7 @@ class Trainer:
         n = rows * rows
         y = tf.constant(np.arange(n) % hps.n_y, tf.int32)
         grids = []
-        with self._polyak():
+        with self._eval_model():
             for i, t in enumerate(TEMPERATURES):
                 x = self.model.sample(n, temperature=t, y=y, seed=hps.seed + i).numpy()
                 grids.append(image_grid(x, rows=rows, scale=max(1, 32 // hps.image_size)))
