@@ -5,8 +5,9 @@
 
 One tf.function: dequantisation noise, forward, backward, gradient averaging over replicas
 (by the optimizer, or Horovod's tape), the optimizer update and the Polyak average. With
-`xla`, the forward and backward pass is compiled by XLA (the update stays outside, where
-the distribution strategy needs it).
+`xla` on a single replica, XLA compiles the whole step (noise, forward, backward, update);
+with several replicas or Horovod it compiles the forward and backward pass and the update
+stays outside, where the all-reduce of the distribution strategy or Horovod happens.
 """
 import tensorflow as tf
 
@@ -16,8 +17,10 @@ class TrainStep:
         self.model, self.optimizer, self.rt = model, optimizer, runtime
         self.seed = int(seed)
         self.params = model.trainable_variables
+        single = runtime.hvd is None and runtime.num_replicas == 1
+        self._xla_whole_step = xla and single
         self._loss_and_grads = (tf.function(self.loss_and_grads, jit_compile=True, autograph=False)
-                                if xla else self.loss_and_grads)
+                                if xla and not single else self.loss_and_grads)
         self._fn = self._build()
 
     def __call__(self, batch, step):
@@ -67,6 +70,10 @@ class TrainStep:
                 stats = self._replica_step(batch[0], batch[1], step)
                 return {k: rt.hvd.allreduce(v, op=rt.hvd.Average) for k, v in stats.items()}
             return step_fn
+
+        if self._xla_whole_step:
+            return tf.function(lambda batch, step: self._replica_step(batch[0], batch[1], step),
+                               jit_compile=True, autograph=False)
 
         @tf.function(autograph=False)
         def step_fn(batch, step):
