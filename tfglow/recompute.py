@@ -14,33 +14,37 @@ in a tf.function its backward pass searches the whole graph upstream of each ste
 variables, so tracing a model of n steps costs O(n^2) (277 s instead of ~60 s for the
 cifar10 preset at depth 32 here).
 """
+import contextlib
+
 import tensorflow as tf
 # The only way to run ops unseen by enclosing tapes; TF's own tf.recompute_grad uses it too.
 from tensorflow.python.eager import record
 
 
-def chain_forward(steps, x, logdet):
+def chain_forward(steps, x, logdet, in_order=False):
     """x [B, h, w, c], logdet [B] -> (steps[-1](...steps[0](x)), logdet + sum of their log|det|).
 
     Adds each step's log|det| to the running logdet in turn, so every gradient mode computes
-    bitwise the same forward values as plain backprop.
+    bitwise the same forward values as plain backprop. in_order: each step's ops (its weight
+    preparation included) wait for its input (see waiting_for), for the memory-saving modes.
     """
     for step in steps:
-        x, d = step.forward(x)
+        with waiting_for(x) if in_order else contextlib.nullcontext():
+            x, d = step.forward(x)
         logdet += d
     return x, logdet
 
 
-def after(value, dependency):
-    """`value`, available only once `dependency` has been computed (a no-op when eager).
+def waiting_for(dependency):
+    """Context in which every op created (variable reads included) waits for `dependency`.
 
-    In a graph, recomputation from a stored or reconstructed tensor depends only on the forward
-    pass, so the executor may run it right after the forward (everything it was meant to free
-    is then live at once) and graph optimisation may merge it with the forward. Making it wait
-    for the step's upstream gradient runs it when backprop reaches the step.
+    In a graph, the executor runs an op as soon as its inputs exist. Recomputation from a
+    stored or reconstructed tensor depends only on the forward pass, and the weights a step
+    derives from its variables (actnorm folded into kernels, LU products) on nothing at all,
+    so without this they may run long before backprop reaches the step and stay live until
+    then, which makes memory grow with depth again. A no-op when eager.
     """
-    with tf.control_dependencies([dependency]):
-        return tf.identity(value)
+    return tf.control_dependencies([dependency])
 
 
 def step_vjp(step, x, dy, dlogdet):
@@ -78,12 +82,13 @@ def checkpointed_step(step):
     """fn(x [B, h, w, c]) -> (step(x), log|det| [B]) that stores only x for the backward pass."""
     @tf.custom_gradient
     def run(x):
-        with record.stop_recording():
+        with record.stop_recording(), waiting_for(x):
             y, d = step.forward(x)
 
         def grad_fn(dy, dlogdet, variables=None):
             dy, dlogdet = with_zeros(dy, y), with_zeros(dlogdet, d)
-            dx, pairs = step_vjp(step, after(x, dy), dy, dlogdet)
+            with waiting_for(dy):
+                dx, pairs = step_vjp(step, x, dy, dlogdet)
             if variables is None:
                 return dx
             return dx, variable_gradients(variables, pairs)

@@ -22,7 +22,7 @@ enclosing tapes, so no tape keeps the steps' internal tensors alive.
 import tensorflow as tf
 from tensorflow.python.eager import record
 
-from tfglow.recompute import after, chain_forward, step_vjp, variable_gradients, with_zeros
+from tfglow.recompute import chain_forward, step_vjp, variable_gradients, waiting_for, with_zeros
 
 
 def chain_backward(steps, y, dy, dlogdet):
@@ -33,8 +33,9 @@ def chain_backward(steps, y, dy, dlogdet):
     """
     pairs = []
     for step in reversed(steps):
-        x = step.inverse(after(y, dy))[0]
-        dy, step_pairs = step_vjp(step, x, dy, dlogdet)
+        with waiting_for(dy):
+            x = step.inverse(y)[0]
+            dy, step_pairs = step_vjp(step, x, dy, dlogdet)
         pairs += step_pairs
         y = x
     return dy, pairs
@@ -53,7 +54,7 @@ def reversible_chain(steps):
     @tf.custom_gradient
     def chain(x, logdet):
         with record.stop_recording():
-            y, logdet_out = chain_forward(steps, x, logdet)
+            y, logdet_out = chain_forward(steps, x, logdet, in_order=True)
 
         def grad_fn(dy, dlogdet, variables=None):
             dy, dlogdet = with_zeros(dy, y), with_zeros(dlogdet, logdet_out)
