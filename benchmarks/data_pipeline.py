@@ -18,7 +18,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from benchmarks.common import machine_info, peak_rss_mb, write_json  # noqa: E402
 from tfglow.data import make_dataset  # noqa: E402
