@@ -112,8 +112,8 @@ def shift_add_same(x, kernel):
     # K' [C, kh*kw*D], columns ordered (a, b, d).
     k2 = tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), [c, taps * d])
     z = tf.reshape(tf.matmul(_flat(x), k2), [_batch(x), height, width, taps, d])
-    a, b = (kh - 1) // 2, (kw - 1) // 2
-    zp = tf.reshape(tf.pad(z, [[0, 0], [a, a], [b, b], [0, 0], [0, 0]]), [_batch(x), -1, d])
+    ph, pw = (kh - 1) // 2, (kw - 1) // 2
+    zp = tf.reshape(tf.pad(z, [[0, 0], [ph, ph], [pw, pw], [0, 0], [0, 0]]), [_batch(x), -1, d])
     # Output (i, j) takes tap t = (a, b) from padded position (i + a, j + b).
     index = _tap_positions(height, width, kh, kw) * taps + np.tile(np.arange(taps), height * width)
     gathered = tf.gather(zp, index.astype(np.int32), axis=1)

@@ -63,7 +63,6 @@ class _EdgePaddedConv(keras.layers.Layer):
         kh, kw = self.kernel_size
         if kh % 2 == 0 or kw % 2 == 0:
             raise ValueError(f"{self.name}: kernel_size {self.kernel_size} must be odd")
-        self.in_channels = channels
         shape = (kh, kw, channels + (1 if self.edge_padded else 0), self.filters)
         self.kernel = self.add_weight(shape=shape, name="W", initializer=self._kernel_init(shape))
 

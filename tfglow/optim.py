@@ -200,13 +200,15 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         b1 = tf.constant(self.beta1, tf.float32)
         b2 = tf.constant(self.beta2, tf.float32)
         lr = tf.cast(learning_rate, tf.float32)
+        beta1_power, beta2_power = tf.pow(b1, step), tf.pow(b2, step)
+        # The fused AdaMax kernel divides lr * sqrt(1 - beta2**t) by (1 - beta1**t) itself.
+        lr_sqrt = lr * tf.sqrt(1.0 - beta2_power)
         scalars = {
             "step": step,
-            "beta1_power": tf.pow(b1, step),
-            "beta2_power": tf.pow(b2, step),
-            "lr_t": lr * tf.sqrt(1.0 - tf.pow(b2, step)) / (1.0 - tf.pow(b1, step)),
-            # lr_t = lr_sqrt / (1 - beta1**t): the fused AdaMax kernel divides by (1 - beta1**t).
-            "lr_sqrt": lr * tf.sqrt(1.0 - tf.pow(b2, step)),
+            "beta1_power": beta1_power,
+            "beta2_power": beta2_power,
+            "lr_t": lr_sqrt / (1.0 - beta1_power),  # the original's (lr * sqrt(..)) / (..)
+            "lr_sqrt": lr_sqrt,
             "lr": lr,
             "first": tf.equal(self.iterations, 0),
             "beta1": b1,
@@ -227,7 +229,6 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         raise NotImplementedError
 
     def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
         idx = self._get_variable_index(variable)
         scalars = self._step_scalars(learning_rate)
         w_old = tf.convert_to_tensor(variable) if self.polyak_enabled else None
@@ -263,7 +264,6 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         """TF1 ``assign_moving_average`` arithmetic: ``avg -= (avg - w) * (1 - decay)``."""
         dtype = w_new.dtype
         one_minus = tf.cast(scalars["polyak_one_minus"], dtype)
-        step = tf.cast(scalars["step"], dtype)
         avg = self._polyak_avg[idx]
         if not self.polyak_zero_debias:
             # The average of a variable starts at its value: here the weights right before the
@@ -274,7 +274,7 @@ class GlowOptimizer(keras.optimizers.Optimizer):
             biased = self._polyak_biased[idx]
             biased_new = biased - (biased - w_new) * one_minus
             self.assign(biased, biased_new)
-            bias_factor = 1.0 - tf.pow(1.0 - one_minus, tf.cast(step, dtype))
+            bias_factor = 1.0 - tf.pow(1.0 - one_minus, tf.cast(scalars["step"], dtype))
             self.assign(avg, biased_new / bias_factor)
 
     # ----------------------------------------------------------------- config
