@@ -201,12 +201,13 @@ DIST = TINY + ["--max_steps", "4", "--n_train", "64", "--epochs_full_valid", "10
 def test_two_horovod_processes_train_to_identical_weights(tmp_path):
     from test_horovod import _horovodrun
 
+    # No --distribute: the default `auto` must see the launch, as under the original's mpiexec.
     cmd = [_horovodrun(), "--gloo", "-np", "2", "-H", "localhost:2", "--start-timeout", "60",
-           sys.executable, os.path.join(ROOT, "train.py"), *DIST, "--logdir", str(tmp_path),
-           "--distribute", "horovod"]
+           sys.executable, os.path.join(ROOT, "train.py"), *DIST, "--logdir", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "training with Horovod" in proc.stdout
     _assert_identical_workers(tmp_path)
 
 

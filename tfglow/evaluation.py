@@ -87,8 +87,9 @@ def _trace_terms(model, seed):
 def evaluate_batches(model, batches, seed=0, max_images=-1, progress=None):
     """Mean of each loss term over (images, labels[, ...]) batches; exact, float64 sums.
 
-    Returns {"bits_per_dim", "bits_x", "bits_y", "pred_error", "loss", "n_images"}.
-    max_images >= 0 stops after that many images (the last batch is cut, not dropped).
+    Returns {"bits_per_dim", "bits_x", "bits_y", "pred_error", "loss", "n_images"}, without
+    pred_error for a model without labels (its classifier does not exist; the original logged
+    1.0). max_images >= 0 stops after that many images (the last batch is cut, not dropped).
     """
     terms = compiled_terms(model, seed)
     sums = dict.fromkeys(TERMS, 0.0)
@@ -107,7 +108,7 @@ def evaluate_batches(model, batches, seed=0, max_images=-1, progress=None):
             progress(n, sums["bits_x"] / n)
     if n == 0:
         raise ValueError("evaluate: the split holds no images")
-    result = {k: sums[k] / n for k in TERMS}
+    result = {k: sums[k] / n for k in TERMS if k != "pred_error" or model.config.ycond}
     result["bits_per_dim"] = result["bits_x"]
     result["n_images"] = n
     return result

@@ -4,7 +4,9 @@
     mirrored     MirroredStrategy over the GPUs of this machine (or its logical CPUs)
     multiworker  MultiWorkerMirroredStrategy across machines, from TF_CONFIG
     horovod      one process per device under horovodrun; custom loop with horovod.tensorflow
-    auto         multiworker if TF_CONFIG is set, mirrored if there are several GPUs, else none
+    auto         horovod under a horovodrun / mpiexec / srun-with-MPI launch (so the original's
+                 `mpiexec -n 8 python train.py ...` works), multiworker if TF_CONFIG is set,
+                 mirrored if there are several GPUs, else none
 
 Global batch = per-replica batch x replicas. Each worker (process) reads its own shard of the
 files; replicas of one worker split that worker's batch.
@@ -45,14 +47,44 @@ def _local_devices():
     return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
 
 
+#: Environment variables holding the process count of a launcher, by launcher.
+LAUNCH_SIZE_VARS = (
+    "HOROVOD_SIZE",           # horovodrun (Gloo)
+    "OMPI_COMM_WORLD_SIZE",   # Open MPI mpiexec / mpirun (and horovodrun over it)
+    "PMI_SIZE",               # MPICH, Intel MPI (Hydra)
+    "PMIX_SIZE",              # PMIx launchers
+    "MV2_COMM_WORLD_SIZE",    # MVAPICH2
+)
+
+
+def launched_processes(environ=None):
+    """(variable, process count) of a Horovod/MPI launch seen in the environment, else None."""
+    environ = os.environ if environ is None else environ
+    for name in LAUNCH_SIZE_VARS:
+        value = environ.get(name, "")
+        if value.strip().isdigit():
+            return name, int(value)
+    return None
+
+
+def auto_kind(environ=None, n_gpus=None):
+    """What --distribute auto picks for this environment (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    if launched_processes(environ):
+        return "horovod"
+    if environ.get("TF_CONFIG"):
+        return "multiworker"
+    if n_gpus is None:
+        n_gpus = len(tf.config.list_logical_devices("GPU"))
+    return "mirrored" if n_gpus > 1 else "none"
+
+
 def make_runtime(kind="auto"):
     if kind == "auto":
-        if os.environ.get("TF_CONFIG"):
-            kind = "multiworker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            kind = "mirrored"
-        else:
-            kind = "none"
+        kind = auto_kind()
+        if kind == "horovod":
+            var, n = launched_processes()
+            print(f"--distribute auto: {var}={n}, training with Horovod", flush=True)
     if kind == "none":
         return Runtime("none", tf.distribute.get_strategy())
     if kind == "mirrored":
@@ -70,7 +102,11 @@ def make_runtime(kind="auto"):
         try:
             import horovod.tensorflow as hvd
         except ImportError as e:
-            raise ImportError("--distribute horovod needs Horovod: run tools/build_horovod.sh") from e
+            launch = launched_processes()
+            why = f"this is a Horovod/MPI launch ({launch[0]}={launch[1]})" if launch else \
+                "--distribute horovod"
+            raise ImportError(f"{why} needs Horovod: build it with tools/build_horovod.sh "
+                              f"({type(e).__name__}: {e})") from None
         hvd.init()
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:  # one GPU per process

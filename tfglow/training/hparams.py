@@ -7,8 +7,14 @@ Derived values follow the original `train.py`:
     image_size = problem's (unless --image_size)     n_y = problem's
     local_batch_train = n_batch_train * anchor_size^2 // image_size^2   (per replica)
     local_batch_init  = n_batch_init  * anchor_size^2 // image_size^2
+    local_batch_test  = the largest divisor of 50 <= local_batch_train, unless --n_batch_test
+                        (the original's table {64: 50, 32: 25, 16: 10, 8: 5, 4: 2, 2: 2, 1: 1})
     train_its = ceil(n_train / (n_batch_train * world))                   (steps per epoch)
     beta2 = 1 - 1 / (train_its * polyak_epochs)
+
+Resuming (--restore_path, or --restore_if_exists on a logdir with checkpoints): flags that fix
+the checkpoint's structure (RUN_FLAGS) and are not given take the run's values from its
+hparams.json; given ones must equal the run's, else a ValueError names each that differs.
 """
 import argparse
 import dataclasses
@@ -36,7 +42,8 @@ def build_parser():
     # --- the original's flags, same names and defaults
     a("--verbose", action="store_true", help="Verbose mode")
     a("--restore_path", type=str, default="", help="Checkpoint (or directory) to resume from")
-    a("--inference", action="store_true", help="Only restore and run validation")
+    a("--inference", action="store_true",
+      help="As the original: encode the validation images, decode them, write x.npy and z.npy")
     a("--logdir", type=str, default="./logs", help="Location to save logs")
     a("--problem", type=str, default="cifar10", help="Problem (cifar10/mnist/imagenet-oord/imagenet/celeba/lsun_realnvp/lsun/digits)")
     a("--category", type=str, default="", help="LSUN category")
@@ -47,9 +54,10 @@ def build_parser():
     a("--n_train", type=int, default=None, help="Train epoch size (default 50000)")
     a("--n_test", type=int, default=-1, help="Valid epoch size (-1: the whole validation split)")
     a("--n_batch_train", type=int, default=64, help="Minibatch size")
-    a("--n_batch_test", type=int, default=50, help="Minibatch size")
+    a("--n_batch_test", type=int, default=None,
+      help="Validation minibatch per replica (default: the original's table from the train batch)")
     a("--n_batch_init", type=int, default=None, help="Minibatch size for data-dependent init (default 256)")
-    a("--optimizer", type=str, default="adamax", help="adam or adamax")
+    a("--optimizer", type=str, default=None, help="adam or adamax (default adamax)")
     a("--lr", type=float, default=0.001, help="Base learning rate")
     a("--beta1", type=float, default=0.9, help="Adam beta1")
     a("--polyak_epochs", type=float, default=1, help="Nr of averaging epochs for Polyak and beta2")
@@ -81,7 +89,9 @@ def build_parser():
     a("--xla", action="store_true", help="Compile the train step with XLA")
     a("--precision", choices=["float32", "mixed_bfloat16"], default="float32",
       help="Compute dtype of the coupling networks while training (evaluation is float32)")
-    a("--no_polyak", action="store_true", help="Validate, sample and export with the raw weights")
+    a("--no_polyak", action="store_const", const=True, default=None,
+      help="Validate, sample and export with the raw weights")
+    a("--validate_only", action="store_true", help="Only restore and run a full validation")
     a("--ckpt_every", type=int, default=500, help="Checkpoint every N steps (and every epoch)")
     a("--max_steps", type=int, default=0, help="Stop after this many steps in total (0: no limit)")
     a("--restore_if_exists", action="store_true",
@@ -137,6 +147,7 @@ class TrainConfig:
     xla: bool
     precision: str
     no_polyak: bool
+    validate_only: bool
     ckpt_every: int
     max_steps: int
     restore_if_exists: bool
@@ -166,6 +177,11 @@ class TrainConfig:
     def local_batch_init(self):
         return self.local_batch(self.n_batch_init)
 
+    @property
+    def local_batch_test(self):
+        """--n_batch_test if given, else the original's divisor of 50 (see the module doc)."""
+        return self.n_batch_test or original_test_batch(self.local_batch_train)
+
     def train_its(self, world_size):
         return int(math.ceil(self.n_train / (self.n_batch_train * world_size)))
 
@@ -174,12 +190,28 @@ class TrainConfig:
 
 
 _GENERAL_DEFAULTS = dict(n_train=50000, n_batch_init=256, epochs_warmup=10, epochs_full_valid=50,
-                         anchor_size=32, epochs_full_sample=50, dal=1)
+                         anchor_size=32, epochs_full_sample=50, dal=1, optimizer="adamax",
+                         no_polyak=False)
+
+#: Flags a checkpoint's structure depends on: taken from the run when resuming.
+RUN_FLAGS = tuple(MODEL_DEFAULTS) + ("image_size", "optimizer", "no_polyak")
+
+
+def original_test_batch(local_batch_train):
+    """The original's validation batch: the largest divisor of 50 not above the train batch.
+
+    Its train.py looks this up in {64: 50, 32: 25, 16: 10, 8: 5, 4: 2, 2: 2, 1: 1} ("round
+    down to closest divisor of 50"); the rule gives those values and extends to other sizes.
+    """
+    return max(d for d in (1, 2, 5, 10, 25, 50) if d <= max(1, local_batch_train))
 
 
 def resolve(args):
     """argparse Namespace -> TrainConfig, filling unset flags as documented above."""
     values = vars(args).copy()
+    run = run_hparams(values)
+    if run is not None:
+        _take_run_flags(values, run)
     problem_defaults = dict(PROBLEM_DEFAULTS.get(values["problem"], {}))
     preset = {}
     if values["preset"]:
@@ -196,6 +228,8 @@ def resolve(args):
     n_channels = problem_defaults.get("n_channels", preset.get("n_channels", 3))
     if values["problem"] == "digits" and values["data_dir"] == "":
         values["data_dir"] = "digits"
+    if values["data_dir"] == "" and problem and problem.original_data_dir:
+        values["data_dir"] = problem.original_data_dir  # the original's default location
     if values["category"]:
         values["data_dir"] = os.path.join(values["data_dir"], values["category"])
     n_y = problem.n_y if problem else 1
@@ -213,7 +247,65 @@ def resolve(args):
     cfg = TrainConfig(**values, n_y=n_y, n_channels=n_channels,
                       rnd_crop=bool(problem and problem.rnd_crop))
     _check(cfg)
+    if run is not None:
+        check_resume(cfg, run)
     return cfg
+
+
+def resume_dir(values):
+    """The run directory a resolved set of flags resumes from, or None for a fresh run."""
+    from tfglow.training.checkpoints import logdir_of, resolve_checkpoint
+
+    if values["restore_path"]:
+        try:
+            return logdir_of(resolve_checkpoint(values["restore_path"]))
+        except FileNotFoundError as e:
+            raise ValueError(f"--restore_path: {e}") from None
+    if values["restore_if_exists"]:
+        import tensorflow as tf
+        if tf.train.latest_checkpoint(os.path.join(values["logdir"], "checkpoints")):
+            return values["logdir"]
+    return None
+
+
+def run_hparams(values):
+    """The hparams.json of the run being resumed (None: fresh run, or a run without one)."""
+    from tfglow.training.checkpoints import HPARAMS
+
+    run_dir = resume_dir(values)
+    path = os.path.join(run_dir, HPARAMS) if run_dir else ""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        run = json.load(f)
+    run["_path"] = path
+    return run
+
+
+def _take_run_flags(values, run):
+    """Unset structural flags take the run's values (-1 is image_size's "unset")."""
+    for name in RUN_FLAGS:
+        if values.get(name) in (None, -1) and run.get(name) is not None:
+            values[name] = run[name]
+
+
+def check_resume(cfg, run):
+    """ValueError naming every structural flag whose value differs from the resumed run's."""
+    given = dataclasses.asdict(cfg)
+    diffs = []
+    for name in RUN_FLAGS + ("n_y", "n_channels"):
+        if name in run and _differs(run[name], given[name]):
+            diffs.append(f"--{name}: run {run[name]!r}, given {given[name]!r}")
+    if diffs:
+        raise ValueError(f"cannot resume {os.path.dirname(run['_path'])}: flags differ from the "
+                         f"run's ({'; '.join(diffs)}); drop them to take the run's values, or use "
+                         "another --logdir for a new run")
+
+
+def _differs(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) != float(b)
+    return a != b
 
 
 def _manifest_or_none(data_dir):
@@ -231,8 +323,11 @@ def _problem_or_none(name):
 
 
 def _check(cfg):
-    for name in ("n_train", "n_batch_train", "n_batch_test", "n_batch_init", "epochs", "anchor_size"):
+    for name in ("n_train", "n_batch_train", "n_batch_init", "epochs", "anchor_size"):
         if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name}={getattr(cfg, name)} must be >= 1")
+    for name in ("n_batch_test",):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise ValueError(f"--{name}={getattr(cfg, name)} must be >= 1")
     if cfg.image_size < 1:
         raise ValueError(f"--image_size is unknown for --problem {cfg.problem!r}: pass --image_size")
@@ -242,4 +337,6 @@ def _check(cfg):
         raise ValueError(f"--gradient_checkpointing={cfg.gradient_checkpointing} must be 0, 1 or 2")
     if cfg.optimizer not in ("adam", "adamax"):
         raise ValueError(f"--optimizer={cfg.optimizer!r} must be adam or adamax")
+    if cfg.inference and cfg.validate_only:
+        raise ValueError("--inference and --validate_only are separate modes: give one")
     cfg.model_config()  # validates the model flags, naming the field

@@ -6,7 +6,12 @@ Per step (one compiled function, no Python work inside):
     grads averaged over replicas -> Adamax/Adam with multiplicative decay -> Polyak average
 Per epoch (`train_its` steps of n_batch_train * replicas images): train.txt, a full validation
 every `epochs_full_valid` epochs (Polyak weights; best checkpoint kept), sample grids at the
-original's temperatures at epochs 1, 10 and every `epochs_full_sample`.
+original's temperatures on the original's schedule (`schedule`). The data-dependent init uses
+the first batches of the (augmented) training stream, as the original's `make_batch`.
+
+Departures from the original's loop, on purpose: `--epochs N` trains N epochs (the original's
+`range(1, epochs)` trains N - 1), and validation, samples and the best checkpoint use the
+Polyak-averaged weights (the original evaluated the raw ones; `--no_polyak` does too).
 
 Dependability: checkpoints every --ckpt_every steps hold the model, optimizer, Polyak averages,
 step, epoch, best loss and the data iterator, so a resumed run continues exactly; a non-finite
@@ -41,6 +46,38 @@ TEMPERATURES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 STATS = ("loss", "bits_x", "bits_y", "pred_error")
 
 
+def schedule(epoch, epochs_full_valid, epochs_full_sample):
+    """(validate, sample) after `epoch` (1-based), as the original's train loop: a full
+    validation every epochs_full_valid epochs; samples at epochs 1, 10 and every
+    epochs_full_sample, but only in the epochs its report block runs (e < 10, every 10th
+    below 50, every epochs_full_valid-th)."""
+    report = epoch < 10 or (epoch < 50 and epoch % 10 == 0) or epoch % epochs_full_valid == 0
+    validate = epoch % epochs_full_valid == 0
+    sample = report and (epoch in (1, 10) or epoch % epochs_full_sample == 0)
+    return validate, sample
+
+
+def warmup_warning(hps, num_replicas, total_steps):
+    """A warning when the run ends before the linear warmup reaches --lr, else None."""
+    per_step = num_replicas * hps.n_batch_train
+    warmup_images = hps.n_train * hps.epochs_warmup
+    last = max(total_steps - 1, 0) * per_step  # n_processed before the last step
+    if total_steps < 1 or last >= warmup_images:
+        return None
+    peak = hps.lr * last / warmup_images
+    return (f"warning: the warmup (--epochs_warmup {hps.epochs_warmup} = {warmup_images} images) "
+            f"is longer than this run ({total_steps} steps = {total_steps * per_step} images): "
+            f"the learning rate peaks at {peak:.3g} and never reaches --lr {hps.lr:g}; lower "
+            "--epochs_warmup for a short run")
+
+
+def _save_npy(path, array):
+    """np.save to a temporary name, then rename: a reader never sees a partial file."""
+    tmp = path + ".tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
 class TrainingDiverged(RuntimeError):
     """A non-finite loss or gradient; the message names the step and the reproduction files."""
 
@@ -67,6 +104,7 @@ class Trainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_test = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_test")
         self.params = self.model.trainable_variables
+        self.stats = STATS if hps.ycond else tuple(k for k in STATS if k != "pred_error")
         self.train_iter = iter(self._train_dataset(self._shard))
         self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                         epoch=self.epoch, best_test=self.best_test)
@@ -84,11 +122,13 @@ class Trainer:
     # ------------------------------------------------------------------ data
     def _check_data(self):
         hps = self.hps
+        known = PROBLEMS.get(hps.problem)
+        how = known.data_prep if known and known.data_prep else "python -m data_prep ..."
         if hps.data_dir in ("", None):
-            known = PROBLEMS.get(hps.problem)
-            how = known.data_prep if known and known.data_prep else "python -m data_prep ..."
             raise DataError(None, f"--problem {hps.problem} needs --data_dir: make it with `{how}` "
                                   "(or use --problem digits, which needs no data)")
+        if hps.data_dir != "digits" and not tf.io.gfile.isdir(hps.data_dir):
+            raise DataError(hps.data_dir, f"--data_dir is not a directory: make it with `{how}`")
 
     def _dataset(self, split, batch, shard, *, shuffle, repeat, dal=0, seed_offset=0):
         hps = self.hps
@@ -99,10 +139,6 @@ class Trainer:
     def _train_dataset(self, shard):
         return self._dataset("train", self.hps.local_batch_train, shard, shuffle=True,
                              repeat=True, dal=effective_dal(self.hps.problem, self.hps.dal))
-
-    def _init_dataset(self, shard):
-        return self._dataset("train", self.hps.local_batch_init, shard, shuffle=True,
-                             repeat=True, seed_offset=1)
 
     @property
     def _shard(self):
@@ -115,7 +151,24 @@ class Trainer:
         A plain tf.data iterator per worker (not a distributed one) so that its position can
         be checkpointed under every strategy.
         """
-        parts = [next(iterator) for _ in range(self.rt.replicas_per_worker)]
+        return self._place([next(iterator) for _ in range(self.rt.replicas_per_worker)])
+
+    def init_batch(self):
+        """Per replica, local_batch_init images: the next ceil(init / train) batches of the
+        training stream (augmented as training is), concatenated and cut, as the original's
+        `make_batch(train_iterator, ...)`; like it, they are consumed from that stream."""
+        hps = self.hps
+        k = -(-hps.local_batch_init // hps.local_batch_train)
+
+        def take():
+            parts = [next(self.train_iter) for _ in range(k)]
+            return tuple(tf.concat([p[i] for p in parts], 0)[:hps.local_batch_init]
+                         for i in range(2))
+
+        return self._place([take() for _ in range(self.rt.replicas_per_worker)])
+
+    def _place(self, parts):
+        """One (images, labels) per local replica -> the strategy's per-replica value."""
         if self.rt.hvd is not None:
             return parts[0]
         first = self.rt.worker_index * self.rt.replicas_per_worker  # ids are global
@@ -130,7 +183,7 @@ class Trainer:
     # ------------------------------------------------------------------ init
     def initialize(self):
         """Data-dependent init on n_batch_init images per replica, moments averaged over all."""
-        batch = self._next_batch(iter(self._init_dataset(self._shard)))
+        batch = self.init_batch()
         hps, rt = self.hps, self.rt
 
         def ddi(x, y):
@@ -169,7 +222,12 @@ class Trainer:
 
     def restore(self, path):
         checkpoint = resolve_checkpoint(path)
-        self.ckpt.restore(checkpoint).assert_existing_objects_matched()
+        try:
+            self.ckpt.restore(checkpoint).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            detail = str(e).strip().splitlines()[0][:300]
+            raise ValueError(f"{checkpoint} does not fit the model and optimizer built from these "
+                             f"flags ({detail})") from None
         data = os.path.join(self.data_manager.directory,
                             f"ckpt-{int(self.step.numpy())}")
         if tf.io.gfile.exists(data + ".index"):
@@ -184,9 +242,42 @@ class Trainer:
         with the Polyak weights; the same numbers as `evaluate.py` (tfglow.evaluation)."""
         hps = self.hps
         with self._eval_model():
-            results = evaluate_split(self.model, hps.data_dir, "validation", hps.n_batch_test,
-                                     seed=hps.seed, max_images=hps.n_test, rnd_crop=hps.rnd_crop)
-        return {k: results[k] for k in STATS}, results["n_images"]
+            results = evaluate_split(self.model, hps.data_dir, "validation",
+                                     hps.local_batch_test, seed=hps.seed, max_images=hps.n_test,
+                                     rnd_crop=hps.rnd_crop)
+        return {k: results[k] for k in self.stats}, results["n_images"]
+
+    def infer(self):
+        """The original's --inference: encode the validation images (the first n_test), decode
+        them, and write <logdir>/x.npy (uint8 [N, H, W, C], decoded) and z.npy (float32 [N, D],
+        every level's latents flattened and concatenated, as the original's flatten_eps)."""
+        from tfglow.sampling import decode_latents, encode_images
+
+        hps = self.hps
+        ds = self._dataset("validation", hps.local_batch_test, (1, 0), shuffle=False,
+                           repeat=False)
+        xs, zs, n_exact, n = [], [], 0, 0
+        with self._eval_model():
+            for images, labels in ds:
+                if 0 <= hps.n_test <= n:
+                    break
+                images, labels = images.numpy(), labels.numpy()
+                if hps.n_test >= 0:
+                    images, labels = images[:hps.n_test - n], labels[:hps.n_test - n]
+                y = labels if hps.ycond else None
+                z = encode_images(self.model, images, y)
+                x = decode_latents(self.model, z, y)
+                zs.append(np.concatenate([l.reshape(len(images), -1) for l in z], axis=1))
+                xs.append(x)
+                n_exact += int(np.sum(np.all(x == images, axis=(1, 2, 3))))
+                n += len(images)
+        if self.rt.is_chief:
+            for name, value in (("x.npy", np.concatenate(xs)), ("z.npy", np.concatenate(zs))):
+                _save_npy(os.path.join(hps.logdir, name), value)
+        print(f"inference: encoded and decoded {n} validation images ({n_exact} exactly "
+              f"reconstructed); wrote x.npy {list(np.concatenate(xs).shape)} and z.npy "
+              f"{list(np.concatenate(zs).shape)} in {hps.logdir}", flush=True)
+        return np.concatenate(xs), np.concatenate(zs)
 
     @contextlib.contextmanager
     def _eval_model(self):
@@ -219,27 +310,35 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def run(self):
         hps, rt = self.hps, self.rt
-        os.makedirs(hps.logdir, exist_ok=True)
-        if rt.is_chief:
-            write_hparams(hps.logdir, json.loads(hps.to_json()))
         restore_path = hps.restore_path
         if not restore_path and hps.restore_if_exists and tf.train.latest_checkpoint(self._ckpt_dir):
             restore_path = hps.logdir
+        if not restore_path and tf.train.latest_checkpoint(self._ckpt_dir):
+            raise FileExistsError(f"{self._ckpt_dir} already has checkpoints: pass --restore_path "
+                                  f"{hps.logdir} to resume, or use another --logdir")
         if restore_path:
             restored = self.restore(restore_path)
             print(f"restored {restored} at step {int(self.step.numpy())}", flush=True)
-        elif tf.train.latest_checkpoint(self._ckpt_dir):
-            raise FileExistsError(f"{self._ckpt_dir} already has checkpoints: pass --restore_path "
-                                  f"{hps.logdir} to resume, or use another --logdir")
         else:
             self.initialize()
+        os.makedirs(hps.logdir, exist_ok=True)
+        if hps.inference:
+            return self.infer()
+        training = not hps.validate_only
+        if rt.is_chief and training:  # only now: a refused or failed restore leaves it alone
+            write_hparams(hps.logdir, json.loads(hps.to_json()))
         reporter = Reporter(hps.logdir, json.loads(hps.to_json()), enabled=rt.is_chief,
                             progress=not hps.no_progress)
-        if hps.inference:
+        if not training:
             results, count = self.evaluate()
             reporter.test.log(epoch=int(self.epoch.numpy()), n_images=count, **results)
             print(json.dumps({"test": results, "n_images": count}), flush=True)
             return results
+        total = hps.epochs * self.train_its
+        warning = warmup_warning(hps, rt.num_replicas,
+                                 min(total, hps.max_steps) if hps.max_steps else total)
+        if warning and rt.is_chief and int(self.step.numpy()) == 0:
+            print(warning, flush=True)
         images_per_step = hps.local_batch_train * rt.num_replicas
         train_time = 0.0
         while int(self.epoch.numpy()) < hps.epochs:
@@ -270,9 +369,10 @@ class Trainer:
                 reporter.train.log(epoch=epoch, n_processed=n_processed,
                                    n_images=int(self.step.numpy()) * images_per_step,
                                    train_time=int(train_time), ips=steps * images_per_step / max(dtrain, 1e-9),
-                                   **{k: means[k] for k in STATS if k in means})
+                                   **{k: means[k] for k in self.stats if k in means})
             msg = ""
-            if epoch % hps.epochs_full_valid == 0:
+            validate, sample = schedule(epoch, hps.epochs_full_valid, hps.epochs_full_sample)
+            if validate:
                 results, count = self.evaluate()
                 reporter.scalars(self.step.numpy(), "test", results)
                 if results["loss"] < float(self.best_test.numpy()):
@@ -282,7 +382,7 @@ class Trainer:
                 if rt.is_chief:
                     reporter.test.log(epoch=epoch, n_processed=n_processed, n_images=count, **results)
                     print(f"epoch {epoch} test bits_x {results['bits_x']:.4f}{msg}", flush=True)
-            if epoch in (1, 10) or epoch % hps.epochs_full_sample == 0:
+            if sample:
                 grids = self.sample_grids(epoch)
                 reporter.image(self.step.numpy(), "samples/T0.7", grids[TEMPERATURES.index(0.7)])
             self._save(self.manager)
@@ -301,7 +401,8 @@ class Trainer:
                        hps.epochs_warmup)
         self.optimizer.set_learning_rate(lr)
         batch = self._next_batch(self.train_iter)
-        stats = {k: float(v) for k, v in self.train_step(batch, step).items()}
+        stats = {k: float(v) for k, v in self.train_step(batch, step).items()
+                 if k != "pred_error" or k in self.stats}
         if not all(math.isfinite(v) for v in stats.values()):
             self._report_divergence(step, batch, stats)
         self.step.assign_add(1)
