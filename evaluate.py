@@ -7,12 +7,16 @@
     python evaluate.py --restore_path RUN --encode a.png b.png --out z.npz
     python evaluate.py --restore_path RUN --decode z.npz [--out DIR]
     python evaluate.py --restore_path RUN --export DIR     # SavedModel (tfglow.export)
+    python evaluate.py --restore_path RUN --plots [--sample 8 --interpolate --manipulate 3]
 
 RUN is a train.py --logdir or a checkpoint prefix; the Polyak-averaged weights are used unless
 --no_ema. --problem / --data_dir default to the run's. Model flags (--depth, --width, ...) are
 optional: if given they must match the run, and a mismatch names the differing fields.
 Outputs go to --logdir (default RUN/eval): eval.json, samples_T*.png, interpolate_*.png,
-manipulate_ATTR.{npz,png}, decoded/.
+manipulate_ATTR.{npz,png}, decoded/, and with --plots (tfglow.plots, matplotlib) the figures
+plot_curves.png (the run's train/test bits/dim), plot_temperatures.png (Figure 8; samples are
+drawn if --sample is not given), plot_interpolation.png and plot_manipulate_ATTR.png (Figures 5
+and 6, for --interpolate / --manipulate).
 
 --encode: user images of any size are centre-cropped and resized to the model's size as
 `data_prep --resize crop` does (with a warning), then the CENTRE of each pixel's bin,
@@ -66,6 +70,7 @@ def build_parser():
     a("--out", default="", help="--encode: .npz to write; --decode: folder for PNGs")
     a("--y", type=int, nargs="+", default=None, help="Labels of user images (ycond models)")
     a("--export", default="", metavar="DIR", help="Write a SavedModel")
+    a("--plots", action="store_true", help="Write figures of the run and of the other actions")
     for name, kind in MODEL_FLAGS.items():
         if kind is bool:
             a(f"--{name}", action=argparse.BooleanOptionalAction, default=None)
@@ -265,6 +270,35 @@ def run_decode(model, args, out):
     return images
 
 
+def run_plots(args, results, out):
+    """Figures (tfglow.plots) from the run's logs and from this call's samples and edits."""
+    from tfglow import plots
+    from tfglow.training.checkpoints import logdir_of
+
+    written = []
+    run_dir = logdir_of(args.checkpoint)
+    if os.path.exists(os.path.join(run_dir, "train.txt")):
+        written.append(plots.learning_curves([run_dir], os.path.join(out, "plot_curves.png"),
+                                             title=os.path.basename(os.path.normpath(run_dir))))
+    written.append(plots.temperature_sweep(results["sample"],
+                                           os.path.join(out, "plot_temperatures.png")))
+    if "interpolate" in results:
+        strips = results["interpolate"]
+        written.append(plots.image_rows(
+            strips, os.path.join(out, "plot_interpolation.png"),
+            col_labels=[f"{t:.2f}" for t in np.linspace(0, 1, len(strips[0]))],
+            title="interpolation in latent space (Glow Figure 5)"))
+    if "manipulate" in results:
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in args.manipulate)
+        written.append(plots.image_rows(
+            list(results["manipulate"]), os.path.join(out, f"plot_manipulate_{safe}.png"),
+            col_labels=[f"{a:+g}" for a in floats(args.alphas, "alphas")],
+            title=f"{args.manipulate}: z + alpha * direction (Glow Figure 6)"))
+    for path in written:
+        print(f"wrote {path}")
+    return written
+
+
 def run_export(model, args, hparams):
     from tfglow.export import export_saved_model
 
@@ -290,11 +324,13 @@ def run(args):
     if args.out and args.encode is None and not args.decode:
         raise ValueError("--out is for --encode / --decode")
     others = (args.sample or args.interpolate or args.manipulate or args.encode or args.decode
-              or args.export)
+              or args.export or args.plots)
     results = {}
     if args.eval or not others:
         results["eval"] = run_eval(model, args, data_dir, out)
-    if args.sample:
+    if args.sample or args.plots:
+        if not args.sample:
+            args.sample = 8
         results["sample"] = run_sample(model, args, out)
     if args.interpolate:
         results["interpolate"] = run_interpolate(model, args, data_dir, out)
@@ -306,6 +342,8 @@ def run(args):
         results["decode"] = run_decode(model, args, out)
     if args.export:
         results["export"] = run_export(model, args, hparams)
+    if args.plots:
+        results["plots"] = run_plots(args, results, out)
     return results
 
 

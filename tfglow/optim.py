@@ -17,12 +17,17 @@ What the original does, and what is reproduced here:
 * Polyak averaging: ``tf.train.ExponentialMovingAverage(decay=beta2, zero_debias=True)`` applied
   to the trainable variables. In TF1, ``zero_debias`` only affects averages of *tensors*: the
   average of a ``tf.Variable`` starts at the variable's value and is updated as
-  ``avg -= (avg - w) * (1 - decay)`` with no debiasing. That is what the original computed and
-  what ``polyak_zero_debias=False`` (default) reproduces, starting from the weights just before
-  the first step (after data-dependent init and broadcast) and using the weights after each
-  update. ``polyak_zero_debias=True`` gives TF1's tensor semantics instead (zero start, divided
-  by ``1 - decay**t``), which is less biased towards the initial weights early in training.
-  The original never evaluated with the averages; :class:`Polyak` adds the means to do so.
+  ``avg -= (avg - w) * (1 - decay)`` with no debiasing, using the weights after each update.
+  Where the original's average *started*: its shadow variables were initialised by
+  ``global_variables_initializer`` from each variable's initializer value, before the
+  data-dependent init assigned the actnorm parameters (which ``get_variable_ddi`` creates with
+  TF1's default glorot-uniform initializer), so its actnorm averages started from random values
+  and decayed towards the trained ones. Here (``polyak_zero_debias=False``, the default) the
+  average starts from the weights just before the first step, i.e. after data-dependent init
+  and broadcast: the same update rule without the meaningless start. ``polyak_zero_debias=True``
+  gives TF1's tensor semantics instead (zero start, divided by ``1 - decay**t``).
+  The original never evaluated with the averages (its ``polyak_swap`` calls are commented
+  out); :class:`Polyak` adds the means to do so, and train.py validates with them.
 * Warmup: ``lr * min(1, n_processed / (n_train * epochs_warmup))`` (:func:`warmup_lr`), where
   the original's ``n_processed`` is the number of images processed *before* the step
   (``world_size * n_batch_train`` per step), so the very first step has learning rate 0.
