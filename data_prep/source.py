@@ -6,13 +6,14 @@ time. Random-access sources are read in a seeded permutation so that every shard
 of the data (classes stored in order would otherwise end up in a few shards / workers).
 """
 import dataclasses
-import io
 import os
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 
 from tfglow.data.errors import DataError
+# Image helpers live in the library (which never imports data_prep); re-exported here.
+from tfglow.data.imageops import centre_crop, crop_resize, load_image, to_array  # noqa: F401
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff")
 
@@ -106,50 +107,12 @@ def array_split(images, labels, origin, order=None, attrs=None):
     return indexed_split(list(range(len(images))), load, order)
 
 
-def to_array(image, origin, channels):
-    """A PIL image -> uint8 [H, W, channels] (RGB, or L for one channel)."""
-    arr = np.asarray(image.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
-    return arr if arr.ndim == 3 else arr[..., None]
 
 
-def load_image(src, origin, channels=3):
-    """Decodes an image file path or bytes with PIL; a corrupt or truncated image is a
-    DataError naming `origin`."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
-            im.load()
-            return to_array(im, origin, channels)
-    except DataError:
-        raise
-    except Exception as e:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, ...
-        raise DataError(origin, f"corrupt, truncated or unsupported image ({type(e).__name__}: "
-                                f"{e})") from None
 
 
-def centre_crop(image):
-    """The central square of an [H, W, C] image (the original's LSUN rule)."""
-    h, w = image.shape[:2]
-    s = min(h, w)
-    return image[(h - s) // 2:(h + s) // 2, (w - s) // 2:(w + s) // 2]
 
 
-def crop_resize(image, size, origin):
-    """Centre crop, then PIL's antialiasing (Lanczos) resize to size x size, as the original's
-    LSUN converter (`Image.ANTIALIAS`)."""
-    from PIL import Image
-
-    square = centre_crop(image)
-    if square.shape[0] < size:
-        raise DataError(origin, f"image is {image.shape[0]}x{image.shape[1]}, smaller than "
-                                f"{size}x{size}")
-    if square.shape[0] == size:
-        return np.ascontiguousarray(square)
-    mode = "RGB" if image.shape[2] == 3 else "L"
-    im = Image.fromarray(square if mode == "RGB" else square[..., 0], mode)
-    out = np.asarray(im.resize((size, size), Image.LANCZOS), dtype=np.uint8)
-    return out if out.ndim == 3 else out[..., None]
 
 
 def list_images(root):

@@ -211,6 +211,27 @@ def test_two_horovod_processes_train_to_identical_weights(tmp_path):
     _assert_identical_workers(tmp_path)
 
 
+def test_the_originals_mpiexec_line_trains_with_horovod(tmp_path):
+    # The original README's `mpiexec -n 8 python train.py ...`, with 2 processes: no
+    # --distribute, Horovod over MPI (tools/build_horovod.sh builds it with Open MPI).
+    import shutil
+
+    from test_horovod import _horovodrun
+
+    _horovodrun()
+    mpiexec = shutil.which("mpiexec")
+    assert mpiexec, "mpiexec not found: `make horovod` (tools/build_horovod.sh) installs Open MPI"
+    cmd = [mpiexec, "-n", "2", "--oversubscribe", "--bind-to", "none", sys.executable,
+           os.path.join(ROOT, "train.py"), *DIST, "--logdir", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": "",
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "OMPI_COMM_WORLD_SIZE=2, training with Horovod" in proc.stdout
+    _assert_identical_workers(tmp_path)
+
+
 def test_two_multiworker_processes_train_to_identical_weights(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

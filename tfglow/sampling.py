@@ -95,7 +95,7 @@ def fit_image(image, size, origin="image"):
     PIL Lanczos resize), warning when it changes the image (and when it has to upsample)."""
     from PIL import Image
 
-    from data_prep.source import centre_crop
+    from tfglow.data.imageops import centre_crop
 
     h, w = image.shape[:2]
     if (h, w) == (size, size):
@@ -117,7 +117,7 @@ def fit_image(image, size, origin="image"):
 def load_images(paths, image_size, channels):
     """Image files -> uint8 [N, image_size, image_size, channels] (RGB or grayscale as the
     model; other sizes are centre-cropped and resized with a warning, see fit_image)."""
-    from data_prep.source import load_image
+    from tfglow.data.imageops import load_image
 
     if isinstance(paths, str):
         paths = [paths]

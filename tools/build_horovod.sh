@@ -10,8 +10,10 @@
 # The wheel is cached OUTSIDE the repository, keyed by Horovod, TF and Python versions, so a
 # second run only installs it.
 #
-# Usage: tools/build_horovod.sh [--python PY] [--gpu] [--force] [PY]
+# Usage: tools/build_horovod.sh [--python PY] [--gpu] [--no-mpi] [--force] [PY]
 #   PY         Python interpreter of the target environment (default: <repo>/.venv/bin/python)
+#   --no-mpi   Gloo only. By default Horovod is built with MPI too (Debian's Open MPI is installed),
+#              so the original README's `mpiexec -n 8 python train.py ...` works as well as horovodrun.
 #   --gpu      NCCL variant (HOROVOD_GPU_OPERATIONS=NCCL; needs CUDA + NCCL on the machine).
 #              UNTESTED here: the development machine has no GPU. CPU collectives stay on Gloo.
 #   --force    rebuild the wheel even if a cached one exists
@@ -27,13 +29,15 @@ die() { printf '[build_horovod] ERROR: %s\n' "$*" >&2; exit 1; }
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$REPO_DIR/.venv/bin/python"
 GPU=0
+MPI=1
 FORCE=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --python) [[ $# -ge 2 ]] || die "--python needs an argument"; PY="$2"; shift 2 ;;
     --gpu) GPU=1; shift ;;
+    --no-mpi) MPI=0; shift ;;
     --force) FORCE=1; shift ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option: $1 (see --help)" ;;
     *) PY="$1"; shift ;;
   esac
@@ -51,6 +55,7 @@ TF_VERSION="$(TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c 'import tensorflow as tf; print(tf
   || die "TensorFlow is not importable with $PY; install the requirements first"
 PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
 VARIANT=cpu; [[ $GPU -eq 1 ]] && VARIANT=nccl
+[[ $MPI -eq 1 ]] && VARIANT="${VARIANT}-mpi"
 KEY="horovod-${HVD_VERSION}_tf-${TF_VERSION}_${PY_TAG}_${VARIANT}"
 CACHE_DIR="$CACHE_ROOT/$KEY"
 case "$CACHE_DIR/" in
@@ -78,12 +83,14 @@ import horovod, horovod.tensorflow as hvd
 hvd.init()  # loads the compiled TF op library: also catches a TF ABI mismatch
 assert hvd.size() == 1, hvd.size()
 assert hvd.gloo_built(), "horovod was built without Gloo"
+import os
+assert hvd.mpi_built() or os.environ.get("WANT_MPI") != "1", "horovod was built without MPI"
 print(f"[build_horovod] horovod {horovod.__version__} imports; gloo_built={hvd.gloo_built()} "
       f"mpi_built={hvd.mpi_built()} nccl_built={hvd.nccl_built()}")
 '
 verify_install() {  # quiet unless it fails
   local out
-  if ! out="$(TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c "$VERIFY_PY" 2>&1)"; then
+  if ! out="$(WANT_MPI=$MPI TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c "$VERIFY_PY" 2>&1)"; then
     printf '%s\n' "$out" | tail -n 20 >&2
     return 1
   fi
@@ -100,6 +107,22 @@ install_wheel() {
   verify_install || die "horovod installed from $whl but does not import / run"
   log "done: horovodrun is $BIN_DIR/horovodrun"
 }
+
+# Open MPI is a run-time dependency of an MPI build (libmpi), so it is installed even when the
+# wheel comes from the cache.
+ensure_debs() {
+  local missing
+  mapfile -t missing < <(apt_missing "$@")
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+if [[ $MPI -eq 1 ]]; then
+  command -v dpkg-query >/dev/null 2>&1 || die "this script expects a Debian/Ubuntu system (dpkg/apt)"
+  ensure_debs openmpi-bin libopenmpi-dev
+fi
 
 # ---------------------------------------------------------------- fast paths
 if [[ $FORCE -eq 0 ]]; then
@@ -186,8 +209,14 @@ if grep -n 'tensorflow/compiler/xla/' "$XLA_CC"; then
 fi
 
 # ---------------------------------------------------------------- build the wheel
-export HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITH_GLOO=1 \
-  HOROVOD_CPU_OPERATIONS=GLOO HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
+export HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_PYTORCH=1 \
+  HOROVOD_WITHOUT_MXNET=1
+if [[ $MPI -eq 1 ]]; then
+  # CPU collectives: MPI under mpiexec, Gloo under horovodrun --gloo (which asks for it).
+  export HOROVOD_WITH_MPI=1
+else
+  export HOROVOD_WITHOUT_MPI=1 HOROVOD_CPU_OPERATIONS=GLOO
+fi
 if [[ $GPU -eq 1 ]]; then
   export HOROVOD_GPU_OPERATIONS=NCCL
   log "GPU variant: HOROVOD_GPU_OPERATIONS=NCCL (needs CUDA and NCCL; untested on the dev machine)"

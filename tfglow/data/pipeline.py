@@ -8,7 +8,7 @@ The embedded `digits` set runs through the very same steps from in-memory record
 import numpy as np
 import tensorflow as tf
 
-from data_prep.digits import DIGITS_VAL_COUNT  # last 297 of the 1,797 digits: validation
+from tfglow.data.digits import DIGITS_VAL_COUNT  # last 297 of the 1,797 digits: validation
 from tfglow.data.augment import augment_batch
 from tfglow.data.errors import DataError
 from tfglow.data.imageops import box_downsample
@@ -27,7 +27,7 @@ def _sub_seed(seed, index, k):
 
 def digits_records(split, resolution=8):
     """(ShardSet, serialized records) for the embedded digits set: 1 channel, labels 0..9."""
-    from data_prep.digits import load_digits_uint8
+    from tfglow.data.digits import load_digits_uint8
 
     if split not in ("train", "validation"):
         raise DataError(DIGITS, f"no split {split!r}; digits has 'train' and 'validation'")
