@@ -95,6 +95,7 @@ def wait_text(page, selector, text):
     wait_until(f"{selector} to read {text!r}", lambda: text in (page.text_content(selector) or ""))
 
 
+@pytest.mark.slow
 def test_browser_upload_slider_blend_sample(server, tmp_path):
     from playwright.sync_api import sync_playwright
 

@@ -13,6 +13,7 @@ TINY = ["--train_flag=--depth=1", "--train_flag=--width=8", "--train_flag=--n_tr
         "--train_flag=--deterministic"]
 
 
+@pytest.mark.slow
 def test_figure3_runner_trains_variants_and_writes_json_and_png(tmp_path, capsys):
     out = tmp_path / "fig3"
     args = ["--out", str(out), "--epochs", "2", "--seeds", "0", "--jobs", "2",

@@ -59,6 +59,7 @@ def _run_workers(outdir):
     return out
 
 
+@pytest.mark.slow
 def test_horovod_gloo_two_workers(tmp_path):
     out = _run_workers(tmp_path)
     results = []

@@ -120,6 +120,7 @@ def _checkpoint_tensors(logdir):
 
 
 @pytest.mark.parametrize("mode", ["0", "2"])
+@pytest.mark.slow
 def test_two_replicas_equal_one_device_with_the_same_global_batch(tmp_path, mode):
     # A fresh process for the 2-replica run: collective ops of two MirroredStrategy objects in
     # one process (another test's) can collide, which a training process never does.
@@ -153,6 +154,7 @@ train.main()
 """
 
 
+@pytest.mark.slow
 def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path):
     args = TINY + ["--logdir", str(tmp_path), "--ckpt_every", "2", "--max_steps", "6"]
     env = {**os.environ, "PYTHONPATH": ROOT}
@@ -198,6 +200,7 @@ def _assert_identical_workers(logdir):
 DIST = TINY + ["--max_steps", "4", "--n_train", "64", "--epochs_full_valid", "1000"]
 
 
+@pytest.mark.slow
 def test_two_horovod_processes_train_to_identical_weights(tmp_path):
     from test_horovod import _horovodrun
 
@@ -211,6 +214,7 @@ def test_two_horovod_processes_train_to_identical_weights(tmp_path):
     _assert_identical_workers(tmp_path)
 
 
+@pytest.mark.slow
 def test_the_originals_mpiexec_line_trains_with_horovod(tmp_path):
     # The original README's `mpiexec -n 8 python train.py ...`, with 2 processes: no
     # --distribute, Horovod over MPI (tools/build_horovod.sh builds it with Open MPI).
@@ -232,6 +236,7 @@ def test_the_originals_mpiexec_line_trains_with_horovod(tmp_path):
     _assert_identical_workers(tmp_path)
 
 
+@pytest.mark.slow
 def test_two_multiworker_processes_train_to_identical_weights(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

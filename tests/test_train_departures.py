@@ -180,6 +180,7 @@ def _train_py(*args):
                           env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_user_errors_end_with_one_line_and_no_traceback(tmp_path):
     missing = _train_py("--problem", "cifar10", "--depth", "1", "--logdir", str(tmp_path / "a"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
