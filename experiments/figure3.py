@@ -181,9 +181,11 @@ def summarise(args, keys):
                          "final_test_bits_per_dim": finals[k]} for k in keys},
         "ordering": ordering(curves),
     }
+    # As the paper's figure: a colour per permutation, dashed additive, solid affine.
     styles = {label(k): ("-" if VARIANTS[k][1] == 1 else "--") for k in keys}
+    colours = {label(k): f"C{VARIANTS[k][0]}" for k in keys}
     curves_with_spread({label(k): [c for c in curves[k].values() if c] for k in keys},
-                       args.out + ".png", ylabel="test bits/dim", styles=styles,
+                       args.out + ".png", ylabel="test bits/dim", styles=styles, colours=colours,
                        title=f"Figure 3 on {args.problem}: {len(args.seeds)} seed(s), "
                              "mean and min-max")
     tmp = args.out + ".json.tmp"

@@ -127,7 +127,8 @@ def measure(args):
     from benchmarks.common import machine_info, write_json
 
     out = {"machine": machine_info(), "command": "python -m experiments.table2 measure",
-           "batch": args.batch, "steps": args.steps, "presets": {}}
+           "batch": args.batch, "steps": args.steps, "gradient_checkpointing": 1,
+           "load_average_before": os.getloadavg(), "presets": {}}
     for preset in dict.fromkeys(r.preset for r in ROWS):
         cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "train_step.py"), "--preset",
                preset, "--batch", str(args.batch), "--steps", str(args.steps),
@@ -137,7 +138,7 @@ def measure(args):
         if proc.returncode != 0:
             sys.exit(f"table2 measure: {preset} failed:\n{proc.stderr[-2000:]}")
         row = json.loads(proc.stdout.strip().splitlines()[-1])
-        out["presets"][preset] = row
+        out["presets"][preset] = {**row, "load_average_after": os.getloadavg()}
         print(f"{preset}: {row['images_per_s']} images/s, {row['train_gflop_per_image']} "
               f"GFLOP/image", flush=True)
         write_json(args.timing, out)

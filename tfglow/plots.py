@@ -94,10 +94,11 @@ def mean_and_spread(series):
 
 
 def curves_with_spread(groups, path, xlabel="epoch", ylabel="test bits/dim", title=None,
-                       styles=None):
+                       styles=None, colours=None):
     """One line per group (mean over its runs) with the min-max band (Glow Figure 3).
 
-    groups: {label: [[(x, y), ...] per run]}; styles: {label: matplotlib format string}.
+    groups: {label: [[(x, y), ...] per run]}; styles: {label: matplotlib format string};
+    colours: {label: matplotlib colour} (default: one per group).
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -105,7 +106,7 @@ def curves_with_spread(groups, path, xlabel="epoch", ylabel="test bits/dim", tit
         x, mean, lo, hi = mean_and_spread(series)
         if not len(x):
             continue
-        colour = f"C{i % 10}"
+        colour = (colours or {}).get(label, f"C{i % 10}")
         fmt = (styles or {}).get(label, "-")
         ax.plot(x, mean, fmt, color=colour, label=f"{label} (n={len(series)})")
         if len(series) > 1:
