@@ -133,6 +133,13 @@ def saved_activation_bytes(model, x, noise, y):
     pass (all others are freed as soon as their forward consumers ran). Counting the float
     activations among them ([B, ...] tensors) measures what each mode stores, independent of
     timing and of the machine; it is what memory_saving_gradients and RevNets reason about.
+
+    With the steps of a level in one loop (tfglow.scan), two more kinds of stored tensors:
+    activations stacked over steps, [n, B, h, w, c] (modes 1 and 2 keep step inputs or chain
+    outputs so), and, in mode 0, the loop's accumulators: TensorFlow's gradient of a
+    while loop makes the forward loop push every intermediate the backward pass needs to a
+    TensorList (one element per iteration; an output of the forward While op, read by the
+    backward loop), which we count as element size x the level's depth.
     """
     n_forward = []
 
@@ -149,10 +156,29 @@ def saved_activation_bytes(model, x, noise, y):
     saved = {}
     for op in ops[n_forward[0]:]:
         for t in op.inputs:
-            if (id(t.op) in forward and t.dtype == tf.float32 and t.shape.rank
-                    and t.shape[0] == batch_size and t.shape.is_fully_defined()):
+            if id(t.op) not in forward:
+                continue
+            if t.dtype == tf.float32 and t.shape.is_fully_defined() and (
+                    (t.shape.rank and t.shape[0] == batch_size)
+                    or (t.shape.rank == 5 and t.shape[1] == batch_size)):
                 saved[t.name] = 4 * t.shape.num_elements()
+            elif t.dtype == tf.variant and t.op.type in ("While", "StatelessWhile"):
+                saved[t.name] = _accumulator_bytes(t, batch_size) * model.config.depth
     return sum(saved.values())
+
+
+def _accumulator_bytes(t, batch_size):
+    """Bytes of one element of the TensorList output t of a forward While op, if its elements
+    are float32 [B, ...] activations (0 otherwise: weights' accumulators, counters)."""
+    start = t.op.inputs[t.value_index].op             # where the loop variable was created
+    if start.type not in ("EmptyTensorList", "TensorListReserve"):
+        return 0
+    shape = tf.get_static_value(start.inputs[0])
+    if start.get_attr("element_dtype") != tf.float32 or shape is None or np.ndim(shape) != 1:
+        return 0
+    if len(shape) == 0 or shape[0] != batch_size or (shape < 0).any():
+        return 0
+    return 4 * int(np.prod(shape))
 
 
 def test_long_levels_are_cut_into_even_reversible_chains():

@@ -67,26 +67,29 @@ def test_model_logdet_matches_autodiff_jacobian(changes, rng):
 
 
 def _actnorm_outputs(model, x):
-    """Runs the encoder and records every ActNorm's output (the coupling network's actnorms
-    are folded into their convolutions, so there the Conv2D output before ReLU is recorded)."""
+    """Runs the encoder step by step (model.step_loop off) and records every ActNorm's output
+    (the coupling network's actnorms are folded into their convolutions, so there the Conv2D
+    output before ReLU is recorded)."""
     outputs = []
-    original, original_conv = ActNorm.forward, Conv2D.call
+    original, original_conv = ActNorm.forward, Conv2D.apply
 
     def recording(self, t, **cond):
         y, ld = original(self, t, **cond)
         outputs.append((self, y))
         return y, ld
 
-    def recording_conv(self, t, relu=False):
-        y = original_conv(self, t, relu=False)
+    def recording_conv(self, prepared, t, relu=False):
+        y = original_conv(self, prepared, t, relu=False)
         outputs.append((self.actnorm, y))
         return tf.nn.relu(y) if relu else y
 
-    ActNorm.forward, Conv2D.call = recording, recording_conv
+    ActNorm.forward, Conv2D.apply = recording, recording_conv
+    model.step_loop = False
     try:
         model.encode_with_logdet(x)
     finally:
-        ActNorm.forward, Conv2D.call = original, original_conv
+        ActNorm.forward, Conv2D.apply = original, original_conv
+        del model.step_loop
     return outputs
 
 

@@ -49,6 +49,12 @@ def ddi_active():
     return getattr(_state, "mean_fn", None) is not None
 
 
+def ddi_mean_fn():
+    """The statistic-averaging function of the active data_dependent_init context (or the
+    tf.distribute replica mean outside one), for other layers with a data-dependent init."""
+    return getattr(_state, "mean_fn", None) or cross_replica_mean
+
+
 class ActNorm(FlowLayer):
     """Per-channel scale and bias; input [B, H, W, C] (or [B, C]); see module docstring."""
 
@@ -82,14 +88,31 @@ class ActNorm(FlowLayer):
         self.logs_scaled.assign(logs / self.logscale_factor)
         self.initialized.assign(1.0)
 
+    # Step protocol (tfglow.scan): the variables' values, weights prepared from them (also
+    # for several steps at once, stacked along leading axes), and the map given prepared weights.
+    def raw_weights(self):
+        """(bias [C], logs / logscale_factor [C]) as tensors."""
+        return tf.convert_to_tensor(self.bias), tf.convert_to_tensor(self.logs_scaled)
+
+    def prepare(self, raw, inverse=False):
+        """(bias, logs), each [..., C]; the same for both directions."""
+        bias, logs_scaled = raw
+        return bias, logs_scaled * self.logscale_factor
+
+    def forward_with(self, prepared, x):
+        bias, logs = prepared
+        y = (x + bias) * tf.exp(logs)
+        return y, per_example(self._spatial_size(x) * tf.reduce_sum(logs), x)
+
+    def inverse_with(self, prepared, y):
+        bias, logs = prepared
+        x = y * tf.exp(-logs) - bias
+        return x, per_example(-self._spatial_size(y) * tf.reduce_sum(logs), y)
+
     def forward(self, x, **cond):
         if ddi_active():
             self.initialize_from(x)
-        logs = self.logs
-        y = (x + self.bias) * tf.exp(logs)
-        return y, per_example(self._spatial_size(x) * tf.reduce_sum(logs), x)
+        return self.forward_with(self.prepare(self.raw_weights()), x)
 
     def inverse(self, y, **cond):
-        logs = self.logs
-        x = y * tf.exp(-logs) - self.bias
-        return x, per_example(-self._spatial_size(y) * tf.reduce_sum(logs), y)
+        return self.inverse_with(self.prepare(self.raw_weights(), inverse=True), y)

@@ -16,6 +16,7 @@ underflow to -inf for very negative h.
 """
 import tensorflow as tf
 
+from tfglow.actnorm import ddi_active
 from tfglow.flow import FlowLayer, per_example, sum_except_batch
 from tfglow.nn import CouplingNN
 
@@ -43,35 +44,61 @@ class _Coupling(FlowLayer):
         self.nn.build(tuple(input_shape[:-1]) + (channels // 2,))
 
 
+    # Step protocol (tfglow.scan): NN()'s weights, prepared once; the same for both directions.
+    def raw_weights(self):
+        return self.nn.raw_weights()
+
+    def prepare(self, raw, inverse=False):
+        return self.nn.prepare(raw, deinterleaved=self.n_out_factor == 2)
+
+    def forward(self, x, **cond):
+        if ddi_active():  # NN()'s actnorms initialise from their inputs, through call
+            h = self.nn.call(split_channels(x)[0], deinterleaved=self.n_out_factor == 2)
+            return self._forward(h, x)
+        return self.forward_with(self.prepare(self.raw_weights()), x)
+
+    def inverse(self, y, **cond):
+        return self.inverse_with(self.prepare(self.raw_weights(), inverse=True), y)
+
+    def forward_with(self, prepared, x):
+        return self._forward(self.nn.apply(prepared, split_channels(x)[0]), x)
+
+    def inverse_with(self, prepared, y):
+        return self._inverse(self.nn.apply(prepared, split_channels(y)[0]), y)
+
+
 class AdditiveCoupling(_Coupling):
     """y = concat(z1, z2 + NN(z1)); volume-preserving."""
 
-    def forward(self, x, **cond):
+    def _forward(self, h, x):
         z1, z2 = split_channels(x)
-        return tf.concat([z1, z2 + self.nn.call(z1)], axis=-1), per_example(0.0, x)
+        return tf.concat([z1, z2 + h], axis=-1), per_example(0.0, x)
 
-    def inverse(self, y, **cond):
+    def _inverse(self, h, y):
         z1, z2 = split_channels(y)
-        return tf.concat([z1, z2 - self.nn.call(z1)], axis=-1), per_example(0.0, y)
+        return tf.concat([z1, z2 - h], axis=-1), per_example(0.0, y)
 
 
 class AffineCoupling(_Coupling):
-    """y = concat(z1, (z2 + shift) * sigmoid(raw + 2)) with (shift, raw) interleaved in NN(z1)."""
+    """y = concat(z1, (z2 + shift) * sigmoid(raw + 2)) with (shift, raw) interleaved in NN(z1).
+
+    NN()'s output columns are prepared deinterleaved: h = [shift, raw] (tfglow.nn)."""
 
     n_out_factor = 2
 
-    def _shift_and_log_scale(self, z1):
-        shift, raw = self.nn.call_deinterleaved(z1)  # h[..., 0::2], h[..., 1::2]
+    @staticmethod
+    def _shift_and_log_scale(h):
+        shift, raw = tf.split(h, 2, axis=-1)  # NN(z1)[..., 0::2], NN(z1)[..., 1::2]
         return shift, tf.math.log_sigmoid(raw + 2.0)
 
-    def forward(self, x, **cond):
+    def _forward(self, h, x):
         z1, z2 = split_channels(x)
-        shift, log_scale = self._shift_and_log_scale(z1)
+        shift, log_scale = self._shift_and_log_scale(h)
         y2 = (z2 + shift) * tf.exp(log_scale)
         return tf.concat([z1, y2], axis=-1), sum_except_batch(log_scale)
 
-    def inverse(self, y, **cond):
+    def _inverse(self, h, y):
         z1, y2 = split_channels(y)
-        shift, log_scale = self._shift_and_log_scale(z1)
+        shift, log_scale = self._shift_and_log_scale(h)
         z2 = y2 * tf.exp(-log_scale) - shift
         return tf.concat([z1, z2], axis=-1), -sum_except_batch(log_scale)

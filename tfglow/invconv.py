@@ -28,13 +28,13 @@ def random_rotation(rng, channels):
 
 
 def log_abs_det(w):
-    """log|det w| in float64 for a square w, as sum(log|diag(R)|) of w = QR.
+    """log|det w| in float64 for square w [..., C, C] -> [...], as sum(log|diag(R)|) of w = QR.
 
     Same value as tf.linalg.slogdet, but QR (and its gradient, W^-T) also compiles with XLA,
     which has no kernel for the log-determinant op.
     """
     r = tf.linalg.qr(tf.cast(w, tf.float64))[1]
-    return tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(r))))
+    return tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(r))), axis=-1)
 
 
 def _spatial(x):
@@ -54,20 +54,37 @@ class InvConv1x1(FlowLayer):
             shape=(channels, channels), name="W",
             initializer=constant_initializer(random_rotation(self._rng, channels)))
 
-    def weight_and_logdet(self):
-        """(W float32 [C, C], log|det W| float32 scalar); the determinant in float64."""
-        return tf.convert_to_tensor(self.kernel), tf.cast(log_abs_det(self.kernel), tf.float32)
+    def raw_weights(self):
+        return (tf.convert_to_tensor(self.kernel),)
 
-    def inverse_weight(self):
-        return tf.cast(tf.linalg.inv(tf.cast(self.kernel, tf.float64)), tf.float32)
+    def prepare(self, raw, inverse=False):
+        """(W or, for the inverse, W^-1 [..., C, C] float32, log|det W| [...] float32)."""
+        w = raw[0]
+        logdet = tf.cast(log_abs_det(w), tf.float32)
+        if inverse:
+            w = tf.cast(tf.linalg.inv(tf.cast(w, tf.float64)), tf.float32)
+        return w, logdet
 
-    def forward(self, x, **cond):
-        w, logdet = self.weight_and_logdet()
+    def forward_with(self, prepared, x):
+        w, logdet = prepared
         return conv1x1(x, w), per_example(_spatial(x) * logdet, x)
 
+    def inverse_with(self, prepared, y):
+        w_inv, logdet = prepared
+        return conv1x1(y, w_inv), per_example(-_spatial(y) * logdet, y)
+
+    def weight_and_logdet(self):
+        """(W float32 [C, C], log|det W| float32 scalar); the determinant in float64."""
+        return self.prepare(self.raw_weights())
+
+    def inverse_weight(self):
+        return self.prepare(self.raw_weights(), inverse=True)[0]
+
+    def forward(self, x, **cond):
+        return self.forward_with(self.prepare(self.raw_weights()), x)
+
     def inverse(self, y, **cond):
-        _, logdet = self.weight_and_logdet()
-        return conv1x1(y, self.inverse_weight()), per_example(-_spatial(y) * logdet, y)
+        return self.inverse_with(self.prepare(self.raw_weights(), inverse=True), y)
 
 
 def lu_parameters(w):
@@ -106,30 +123,36 @@ class LUInvConv1x1(FlowLayer):
                               lu_parameters(w)):
             var.assign(value)
 
-    def _factors64(self):
-        """(P, L, U') in float64 with W = P L U'."""
-        f64 = lambda v: tf.cast(v, tf.float64)
+    def raw_weights(self):
+        """(P, L, U, sign(s), log|s|) as tensors."""
+        return tuple(tf.convert_to_tensor(v) for v in
+                     (self.p, self.lower, self.upper, self.sign_s, self.log_s))
+
+    def _factors64(self, raw):
+        """(P, L, U') [..., C, C] in float64 with W = P L U'."""
+        p, lower, upper, sign_s, log_s = (tf.cast(v, tf.float64) for v in raw)
         eye = tf.eye(self._l_mask.shape[0], dtype=tf.float64)
-        lower = f64(self.lower) * self._l_mask + eye
-        upper = (f64(self.upper) * self._l_mask.T
-                 + tf.linalg.diag(f64(self.sign_s) * tf.exp(f64(self.log_s))))
-        return f64(self.p), lower, upper
+        lower = lower * self._l_mask + eye
+        upper = upper * self._l_mask.T + tf.linalg.diag(sign_s * tf.exp(log_s))
+        return p, lower, upper
+
+    def prepare(self, raw, inverse=False):
+        """(W or, for the inverse, W^-1 [..., C, C] float32, log|det W| [...] float32)."""
+        p, lower, upper = self._factors64(raw)
+        logdet = tf.reduce_sum(raw[4], axis=-1)
+        if not inverse:
+            return tf.cast(p @ lower @ upper, tf.float32), logdet
+        # W^-1 = U'^-1 L^-1 P^T, by two triangular solves.
+        l_inv_pt = tf.linalg.triangular_solve(lower, tf.linalg.matrix_transpose(p), lower=True)
+        return tf.cast(tf.linalg.triangular_solve(upper, l_inv_pt, lower=False), tf.float32), logdet
+
+    forward_with = InvConv1x1.forward_with
+    inverse_with = InvConv1x1.inverse_with
+    forward = InvConv1x1.forward
+    inverse = InvConv1x1.inverse
 
     def weight(self):
-        p, lower, upper = self._factors64()
-        return tf.cast(p @ lower @ upper, tf.float32)
+        return self.prepare(self.raw_weights())[0]
 
     def inverse_weight(self):
-        # W^-1 = U'^-1 L^-1 P^T, by two triangular solves.
-        p, lower, upper = self._factors64()
-        l_inv_pt = tf.linalg.triangular_solve(lower, tf.transpose(p), lower=True)
-        return tf.cast(tf.linalg.triangular_solve(upper, l_inv_pt, lower=False), tf.float32)
-
-    def _logdet(self):
-        return tf.reduce_sum(self.log_s)
-
-    def forward(self, x, **cond):
-        return conv1x1(x, self.weight()), per_example(_spatial(x) * self._logdet(), x)
-
-    def inverse(self, y, **cond):
-        return conv1x1(y, self.inverse_weight()), per_example(-_spatial(y) * self._logdet(), y)
+        return self.prepare(self.raw_weights(), inverse=True)[0]

@@ -9,13 +9,18 @@
 
 All three compute bitwise the same forward values and, up to float32 rounding in the
 recomputation (mode 2: in the inverses too), the same gradients. The data-dependent init of
-actnorm (which assigns variables during the forward pass) always runs in mode 0.
+actnorm (which assigns variables during the forward pass) always runs in mode 0, step by step.
+
+Each mode runs a level's steps as one loop over their stacked weights (tfglow.scan;
+`level_forward`), storing the same tensors as the per-step form (`loop=False`: one
+custom gradient per step or chain, every step traced separately).
 """
 import tensorflow as tf
 
 from tfglow.actnorm import ddi_active
-from tfglow.recompute import chain_forward, checkpointed_chain
-from tfglow.reversible import reversible_chain
+from tfglow import scan
+from tfglow.recompute import chain_forward, checkpointed_chain, checkpointed_level
+from tfglow.reversible import reversible_chain, reversible_level
 
 #: gradient_checkpointing values.
 GRADIENT_MODES = {0: "backprop", 1: "checkpoint", 2: "reversible"}
@@ -42,19 +47,50 @@ def check_gradient_mode(mode):
 # a tf.function) avoids re-converting the per-call closures of modes 1 and 2 at every call,
 # which took about a third of the tracing time.
 @tf.autograph.experimental.do_not_convert
-def run_flow_steps(steps, x, logdet, mode=0):
+def run_flow_steps(steps, x, logdet, mode=0, loop=True):
     """x [B, h, w, c], logdet [B] -> (x through `steps`, logdet + their log|det| [B]).
 
-    steps: a sequence of FlowSteps (one level of the model); mode: GRADIENT_MODES key.
+    steps: a sequence of same-shaped FlowSteps (one level of the model); mode: GRADIENT_MODES
+    key. loop: trace one step body for all of them (tfglow.scan); False traces each step.
     """
     mode = check_gradient_mode(mode)
-    if mode == 0 or ddi_active() or not steps:
+    if ddi_active() or not steps:
+        return chain_forward(steps, x, logdet)
+    if loop:
+        return level_forward(steps, x, logdet, mode)
+    if mode == 0:
         return chain_forward(steps, x, logdet)
     if mode == 1:
         return checkpointed_chain(steps, x, logdet)
     for chain in chunks(steps, MAX_REVERSIBLE_CHAIN):
         x, logdet = reversible_chain(chain)(x, logdet)
     return x, logdet
+
+
+def level_forward(steps, x, logdet, mode):
+    """run_flow_steps through one loop over the steps' stacked weights (tfglow.scan)."""
+    template = steps[0]
+    raw = scan.stacked_raw_weights(steps)
+    params = template.prepare(raw)
+    if mode == 0:
+        return scan.loop_forward(template, params, x, logdet)
+    if mode == 1:
+        return checkpointed_level(template, params, x, logdet)
+    chains = [len(c) for c in chunks(steps, MAX_REVERSIBLE_CHAIN)]
+    return reversible_level(template, raw, params, x, logdet, chains)
+
+
+@tf.autograph.experimental.do_not_convert
+def run_flow_steps_inverse(steps, y, logdet, loop=True):
+    """Inverse of run_flow_steps: y -> (x, logdet + the inverses' log|det| [B])."""
+    if not loop or not steps:
+        for step in reversed(steps):
+            y, d = step.inverse(y)
+            logdet += d
+        return y, logdet
+    template = steps[0]
+    raw = scan.stacked_raw_weights(steps)
+    return scan.loop_inverse(template, template.prepare(raw, inverse=True), y, logdet)
 
 
 def chunks(steps, size):

@@ -28,7 +28,7 @@ from tfglow import objective
 from tfglow.actnorm import ActNorm, data_dependent_init
 from tfglow.config import GlowConfig
 from tfglow.flow import FlowBijector
-from tfglow.memory import check_gradient_mode, run_flow_steps
+from tfglow.memory import check_gradient_mode, run_flow_steps, run_flow_steps_inverse
 from tfglow.prior import Classifier, TopPrior, bits_y
 from tfglow.split import Split2d
 from tfglow.squeeze import squeeze2d, unsqueeze2d
@@ -47,7 +47,15 @@ class Glow(keras.Model):
     gradient_checkpointing (also an attribute): how gradients pass through the flow steps,
     0 plain backprop, 1 recompute each step (the original's default), 2 reversible (Glow
     section 6); the same values and gradients, less memory (tfglow.memory).
+
+    step_loop (attribute, default True): each level's K steps run as one traced step body
+    in a loop over their stacked weights (tfglow.scan), so tracing and XLA compilation grow
+    with the number of levels, not levels x depth; False traces every step separately (the
+    same values to float rounding). Read at tracing.
     """
+
+    #: See the class docstring.
+    step_loop = True
 
     # FlowBijector protocol: the whole model is a bijector from x [H, W, C] to eps [D].
     event_ndims = 3
@@ -145,7 +153,7 @@ class Glow(keras.Model):
         eps = []
         for level in range(self.config.n_levels):
             z, logdet = run_flow_steps(self.steps_of_level(level), z, logdet,
-                                       self.gradient_checkpointing)
+                                       self.gradient_checkpointing, loop=self.step_loop)
             if level < self.config.n_levels - 1:
                 z1, eps_level, d = self.splits[level].split(z)
                 logdet += d
@@ -162,9 +170,8 @@ class Glow(keras.Model):
             if level < self.config.n_levels - 1:
                 z, d = self.splits[level].merge(unsqueeze2d(z), eps[level])
                 logdet += d
-            for step in reversed(self.steps_of_level(level)):
-                z, d = step.inverse(z)
-                logdet += d
+            z, logdet = run_flow_steps_inverse(self.steps_of_level(level), z, logdet,
+                                               loop=self.step_loop)
         return unsqueeze2d(z), logdet
 
     def encode(self, x, y=None):

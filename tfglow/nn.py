@@ -90,6 +90,24 @@ class Conv2D(_EdgePaddedConv):
         self.actnorm = ActNorm(name="actnorm")
         self.actnorm.build(tuple(input_shape[:-1]) + (self.filters,))
 
+    def raw_weights(self):
+        """(W, actnorm bias, actnorm logs / logscale_factor) as tensors."""
+        return (tf.convert_to_tensor(self.kernel), *self.actnorm.raw_weights())
+
+    def prepare(self, raw, dtype=tf.float32):
+        """(W * s [..., kh, kw, C(+1), D], b * s [..., D]) in `dtype`, s = exp(actnorm logs):
+        the actnorm folded into the convolution (module docstring)."""
+        kernel, bias, logs = raw[0], *self.actnorm.prepare(raw[1:])
+        scale = tf.exp(logs)
+        return (tf.cast(kernel * scale[..., None, None, None, :], dtype),
+                tf.cast(bias * scale, dtype))
+
+    def apply(self, prepared, x, relu=False):
+        """[B, H, W, C] -> [B, H, W, filters] in the dtype of x, from `prepare`d weights."""
+        kernel, bias = prepared
+        y2 = tf.nn.bias_add(self.convolve_flat(x, kernel), bias)
+        return unflat(tf.nn.relu(y2) if relu else y2, x, self.filters)
+
     def call(self, x, relu=False):
         """actnorm(conv(x)), optionally followed by ReLU; [B, H, W, C] -> [B, H, W, filters]
         in the dtype of x (the variables are cast to it)."""
@@ -97,10 +115,7 @@ class Conv2D(_EdgePaddedConv):
             y = tf.cast(self.convolve(x, tf.cast(self.kernel, x.dtype)), tf.float32)
             y = self.actnorm.forward(y)[0]
             return tf.cast(tf.nn.relu(y) if relu else y, x.dtype)
-        scale = tf.exp(self.actnorm.logs)
-        kernel = tf.cast(self.kernel * scale, x.dtype)
-        y2 = tf.nn.bias_add(self.convolve_flat(x, kernel), tf.cast(self.actnorm.bias * scale, x.dtype))
-        return unflat(tf.nn.relu(y2) if relu else y2, x, self.filters)
+        return self.apply(self.prepare(self.raw_weights(), x.dtype), x, relu)
 
 
 class Conv2DZeros(_EdgePaddedConv):
@@ -118,14 +133,24 @@ class Conv2DZeros(_EdgePaddedConv):
         self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="b")
         self.logs = self.add_weight(shape=(self.filters,), initializer="zeros", name="logs")
 
-    def _apply(self, x, kernel, bias, logs):
+    def raw_weights(self):
+        return tuple(tf.convert_to_tensor(v) for v in (self.kernel, self.bias, self.logs))
+
+    def prepare(self, raw, dtype=tf.float32, deinterleaved=False):
+        """(W [..., kh, kw, C+1, D] in `dtype`, b [..., D], logs [..., D]); with deinterleaved,
+        the output columns reordered as `deinterleave` (see call_deinterleaved)."""
+        kernel, bias, logs = (deinterleave(t) for t in raw) if deinterleaved else raw
+        return tf.cast(kernel, dtype), bias, logs
+
+    def apply(self, prepared, x):
         """float32 [B, H, W, D]; the convolution runs in the dtype of x."""
+        kernel, bias, logs = prepared
         y2 = tf.cast(self.convolve_flat(x, tf.cast(kernel, x.dtype)), tf.float32)
         y2 = tf.nn.bias_add(y2, bias) * tf.exp(logs * self.logscale_factor)
         return unflat(y2, x, int(kernel.shape[-1]))
 
     def call(self, x):
-        return self._apply(x, self.kernel, self.bias, self.logs)
+        return self.apply(self.prepare(self.raw_weights(), x.dtype), x)
 
     def call_deinterleaved(self, x):
         """(y[..., 0::2], y[..., 1::2]) of y = call(x), each [B, H, W, filters / 2].
@@ -133,8 +158,7 @@ class Conv2DZeros(_EdgePaddedConv):
         The original interleaves (shift, scale) and (mean, logs) in the output channels; we
         permute the weights' output columns instead of slicing the output with stride 2.
         """
-        y = self._apply(x, deinterleave(self.kernel), deinterleave(self.bias),
-                        deinterleave(self.logs))
+        y = self.apply(self.prepare(self.raw_weights(), x.dtype, deinterleaved=True), x)
         return tf.split(y, 2, axis=-1)
 
 
@@ -180,10 +204,27 @@ class CouplingNN(keras.layers.Layer):
         h = tf.cast(h, self.nn_dtype)
         return self.conv2.call(self.conv1.call(h, relu=True), relu=True)
 
-    def call(self, h):
-        """float32 [B, H, W, n_out]."""
-        return self.conv_out.call(self.hidden(h))
+    def call(self, h, deinterleaved=False):
+        """float32 [B, H, W, n_out]; deinterleaved: [NN(h)[..., 0::2], NN(h)[..., 1::2]]."""
+        h = self.hidden(h)
+        out = self.conv_out
+        return out.apply(out.prepare(out.raw_weights(), h.dtype, deinterleaved), h)
 
     def call_deinterleaved(self, h):
         """(NN(h)[..., 0::2], NN(h)[..., 1::2]), float32."""
-        return self.conv_out.call_deinterleaved(self.hidden(h))
+        return tf.split(self.call(h, deinterleaved=True), 2, axis=-1)
+
+    # Step protocol (tfglow.scan), as `call` from weights prepared once for one or many steps.
+    def raw_weights(self):
+        return (self.conv1.raw_weights(), self.conv2.raw_weights(), self.conv_out.raw_weights())
+
+    def prepare(self, raw, deinterleaved=False):
+        """Folded hidden kernels and the output layer's weights, in nn_dtype ([...] leading)."""
+        return (self.conv1.prepare(raw[0], self.nn_dtype), self.conv2.prepare(raw[1], self.nn_dtype),
+                self.conv_out.prepare(raw[2], self.nn_dtype, deinterleaved))
+
+    def apply(self, prepared, h):
+        """float32 [B, H, W, n_out] (deinterleaved if prepared so)."""
+        h = tf.cast(h, self.nn_dtype)
+        h = self.conv2.apply(prepared[1], self.conv1.apply(prepared[0], h, relu=True), relu=True)
+        return self.conv_out.apply(prepared[2], h)

@@ -15,11 +15,23 @@ from tfglow.flow import FlowLayer, constant_initializer, per_example
 class Reverse(FlowLayer):
     """Reverses the channel order of [B, H, W, C]."""
 
-    def forward(self, x, **cond):
+    def raw_weights(self):
+        return ()
+
+    def prepare(self, raw, inverse=False):
+        return ()
+
+    def forward_with(self, prepared, x):
         return x[..., ::-1], per_example(0.0, x)
 
-    def inverse(self, y, **cond):
+    def inverse_with(self, prepared, y):
         return y[..., ::-1], per_example(0.0, y)
+
+    def forward(self, x, **cond):
+        return self.forward_with((), x)
+
+    def inverse(self, y, **cond):
+        return self.inverse_with((), y)
 
 
 class Shuffle(FlowLayer):
@@ -39,8 +51,21 @@ class Shuffle(FlowLayer):
             initializer=constant_initializer(np.argsort(perm).astype(np.int32)),
             name="indices_inverse")
 
+    def raw_weights(self):
+        """(indices [C], indices_inverse [C]), int32."""
+        return tf.convert_to_tensor(self.indices), tf.convert_to_tensor(self.indices_inverse)
+
+    def prepare(self, raw, inverse=False):
+        """(the indices of this direction [..., C],)."""
+        return (raw[1] if inverse else raw[0],)
+
+    def forward_with(self, prepared, x):
+        return tf.gather(x, prepared[0], axis=-1), per_example(0.0, x)
+
+    inverse_with = forward_with
+
     def forward(self, x, **cond):
-        return tf.gather(x, self.indices, axis=-1), per_example(0.0, x)
+        return self.forward_with(self.prepare(self.raw_weights()), x)
 
     def inverse(self, y, **cond):
-        return tf.gather(y, self.indices_inverse, axis=-1), per_example(0.0, y)
+        return self.inverse_with(self.prepare(self.raw_weights(), inverse=True), y)

@@ -20,6 +20,8 @@ import tensorflow as tf
 # The only way to run ops unseen by enclosing tapes; TF's own tf.recompute_grad uses it too.
 from tensorflow.python.eager import record
 
+from tfglow import scan
+
 
 def chain_forward(steps, x, logdet, in_order=False):
     """x [B, h, w, c], logdet [B] -> (steps[-1](...steps[0](x)), logdet + sum of their log|det|).
@@ -104,3 +106,31 @@ def checkpointed_chain(steps, x, logdet):
         x, d = checkpointed_step(step)(x)
         logdet += d
     return x, logdet
+
+
+def checkpointed_level(template, params, x, logdet):
+    """Mode 1 for a level run as one loop (tfglow.scan): stores only each step's input.
+
+    template: a FlowStep of the level; params: its prepare() of the level's stacked weights
+    ([K, ...] leaves). x [B, h, w, c], logdet [B] -> (y, logdet + sum of log|det|). The
+    forward runs unrecorded and keeps the K step inputs ([K, B, h, w, c]); the backward pass
+    recomputes each step from its input in a reverse loop.
+    """
+    k_count = scan.n_steps(params)
+    floats, rebuild = scan.split_differentiable(params)
+
+    @tf.custom_gradient
+    def run(x, logdet, *floats):
+        params = rebuild(floats)
+        with record.stop_recording():
+            y, logdet_out, inputs = scan.loop_forward(template, params, x, logdet, keep="inputs")
+
+        def grad_fn(dy, dlogdet):
+            dy, dlogdet = with_zeros(dy, y), with_zeros(dlogdet, logdet_out)
+            dx, dparams = scan.loop_backward(template, params, k_count, dy, dlogdet,
+                                             lambda k, _: tf.gather(inputs, k))
+            return [dx, dlogdet, *dparams]
+
+        return (y, logdet_out), grad_fn
+
+    return run(x, logdet, *floats)

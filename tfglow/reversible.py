@@ -19,8 +19,11 @@ bounds the resulting gradient error).
 Implemented as one `tf.custom_gradient` over the chain; the forward runs unrecorded by the
 enclosing tapes, so no tape keeps the steps' internal tensors alive.
 """
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.eager import record
+
+from tfglow import scan
 
 from tfglow.recompute import chain_forward, step_vjp, variable_gradients, waiting_for, with_zeros
 
@@ -66,3 +69,49 @@ def reversible_chain(steps):
         return (y, logdet_out), grad_fn
 
     return chain
+
+
+def reversible_level(template, raw, params, x, logdet, chains):
+    """Mode 2 for a level run as one loop (tfglow.scan): stores only the chains' outputs.
+
+    template: a FlowStep of the level; raw, params: the level's stacked raw weights and their
+    forward prepare() ([K, ...] leaves); chains: lengths of consecutive chains summing to K
+    (tfglow.memory.chunks). x [B, h, w, c], logdet [B] -> (y, logdet + sum of log|det|).
+    The backward loop starts each chain from its stored output and reconstructs the inputs
+    of its steps by their inverses (module docstring).
+    """
+    k_count = scan.n_steps(params)
+    ends = np.cumsum(chains) - 1                       # last step of each chain
+    slot = np.repeat(np.arange(len(chains)), chains).astype(np.int32)   # chain of each step
+    is_end = np.zeros(k_count, bool)
+    is_end[ends] = True
+    floats, rebuild = scan.split_differentiable(params)
+
+    @tf.custom_gradient
+    def run(x, logdet, *floats):
+        params = rebuild(floats)
+        with record.stop_recording():
+            y, logdet_out, outputs = scan.loop_forward(template, params, x, logdet,
+                                                       keep=(slot, len(chains)))
+
+        def grad_fn(dy, dlogdet):
+            dy, dlogdet = with_zeros(dy, y), with_zeros(dlogdet, logdet_out)
+            # Inverse weights (only the permutation's differ) are not differentiated.
+            inverse = tf.nest.map_structure(tf.stop_gradient,
+                                            template.inverse_prepared(raw, params))
+            inverse_flat = tf.nest.flatten(inverse)
+            slot_t, is_end_t = tf.constant(slot), tf.constant(is_end)
+
+            def input_of_step(k, y):
+                y = tf.cond(tf.gather(is_end_t, k),
+                            lambda: tf.gather(outputs, tf.gather(slot_t, k)), lambda: y)
+                inv_k = tf.nest.pack_sequence_as(inverse, [tf.gather(t, k) for t in inverse_flat])
+                return template.inverse_with(inv_k, y)[0]
+
+            dx, dparams = scan.loop_backward(template, params, k_count, dy, dlogdet,
+                                             input_of_step)
+            return [dx, dlogdet, *dparams]
+
+        return (y, logdet_out), grad_fn
+
+    return run(x, logdet, *floats)

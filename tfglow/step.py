@@ -65,3 +65,34 @@ class FlowStep(FlowLayer):
             y, d = flow.inverse(y)
             logdet += d
         return y, logdet
+
+    # Step protocol (tfglow.scan): the same maps from weights prepared outside the step, so
+    # that one traced body serves every step of a level (their weights stacked).
+    def raw_weights(self):
+        """Nested tuple of the variables' values (tensors) the three flows compute from."""
+        return tuple(flow.raw_weights() for flow in self.flows)
+
+    def prepare(self, raw, inverse=False):
+        """Prepared weights of `raw` (of one step, or of several stacked on leading axes)."""
+        return tuple(flow.prepare(r, inverse) for flow, r in zip(self.flows, raw))
+
+    def inverse_prepared(self, raw, prepared):
+        """`prepare(raw, inverse=True)`, reusing the parts of `prepared` (forward) that are the
+        same in both directions (all but the permutation's)."""
+        return (prepared[0], self.permutation.prepare(raw[1], inverse=True), prepared[2])
+
+    def forward_with(self, prepared, x):
+        """As forward, from `prepare(raw_weights())` (of this or a same-shaped step)."""
+        logdet = tf.zeros([tf.shape(x)[0]], x.dtype)
+        for flow, p in zip(self.flows, prepared):
+            x, d = flow.forward_with(p, x)
+            logdet += d
+        return x, logdet
+
+    def inverse_with(self, prepared, y):
+        """As inverse, from `prepare(raw_weights(), inverse=True)`."""
+        logdet = tf.zeros([tf.shape(y)[0]], y.dtype)
+        for flow, p in zip(reversed(self.flows), reversed(prepared)):
+            y, d = flow.inverse_with(p, y)
+            logdet += d
+        return y, logdet

@@ -1,0 +1,161 @@
+"""The K flow steps of a level as one traced loop body (one traced step per level, not per step).
+
+Every step of a level has the same shapes, so instead of tracing each FlowStep into the graph
+(K copies of a step; a cifar10 model has 96, and graph size sets tracing and XLA compile
+time), the level's weights are stacked along a leading axis and one step body runs in a
+`tf.while_loop`:
+
+    raw    = stack over k of steps[k].raw_weights()         (one [K, ...] tensor per variable)
+    params = steps[0].prepare(raw)                          (weights prepared once, batched:
+                                                             actnorm folded into kernels, W of
+                                                             the LU 1x1 conv, log|det W|, casts)
+    for k in 0..K-1:  x, d = steps[0].forward_with(params[k], x);  logdet += d
+
+The variables stay the steps' own (per-step access, checkpoints unchanged); the stack is a
+read of each variable, its gradient a slice. Gradient modes (tfglow.memory):
+  0  autodiff through the loop: TensorFlow stores each iteration's activations;
+  1  `checkpointed_level` (tfglow.recompute): stores each step's input, recomputes the step;
+  2  `reversible_level` (tfglow.reversible): stores the outputs of chains of at most
+     MAX_REVERSIBLE_CHAIN steps, reconstructs the rest by the inverses.
+The data-dependent init of actnorm assigns variables step by step, so it runs the steps one by
+one (tfglow.recompute.chain_forward).
+"""
+import numpy as np
+import tensorflow as tf
+
+
+def stacked_raw_weights(steps):
+    """Nested tuple of [K, ...] tensors: each variable of the K steps, stacked."""
+    raws = [step.raw_weights() for step in steps]
+    return tf.nest.map_structure(lambda *t: tf.stack(t), *raws)
+
+
+def n_steps(params):
+    """K, the static leading dimension of stacked weights."""
+    return int(tf.nest.flatten(params)[0].shape[0])
+
+
+def is_differentiable(t):
+    return t.dtype.is_floating
+
+
+def split_differentiable(params):
+    """(float leaves [list], rebuild(float leaves) -> params with the other leaves as given)."""
+    flat = tf.nest.flatten(params)
+    mask = [is_differentiable(t) for t in flat]
+
+    def rebuild(floats):
+        it = iter(floats)
+        return tf.nest.pack_sequence_as(params, [next(it) if m else t for m, t in zip(mask, flat)])
+
+    return [t for t, m in zip(flat, mask) if m], rebuild
+
+
+def _loop(k_count, body, loop_vars):
+    """tf.while_loop over k = 0 .. k_count-1 (a Python loop when eager). body(k, *vars)."""
+    if tf.executing_eagerly():
+        for k in range(k_count):
+            loop_vars = body(tf.constant(k), *loop_vars)
+        return loop_vars
+    out = tf.while_loop(lambda k, *v: k < k_count, lambda k, *v: (k + 1, *body(k, *v)),
+                        (tf.constant(0), *loop_vars), maximum_iterations=k_count)
+    return out[1:]
+
+
+def _reader(params):
+    """read(k) -> params of step k, from stacked params. Reading through TensorArrays makes the
+    gradient of the loop's weights a write per iteration (not a dense [K, ...] add)."""
+    flat = tf.nest.flatten(params)
+    if tf.executing_eagerly():
+        return lambda k: tf.nest.pack_sequence_as(params, [t[int(k)] for t in flat])
+    arrays = [tf.TensorArray(t.dtype, size=int(t.shape[0]), element_shape=t.shape[1:])
+              .unstack(t) for t in flat]
+    return lambda k: tf.nest.pack_sequence_as(params, [a.read(k) for a in arrays])
+
+
+def loop_forward(template, params, x, logdet, keep=None):
+    """x [B, h, w, c], logdet [B] -> (x after the K steps, logdet + their log|det|[, kept]).
+
+    template: one FlowStep of the level (its static configuration is used, not its weights);
+    params: template.prepare of the stacked weights. keep: None; "inputs": the K step
+    inputs are returned third, [K, B, h, w, c]; or (slots, n_slots) with slots an int array
+    [K]: after step k its output is stored in slot slots[k] of a [n_slots, B, h, w, c] tensor
+    (the last write to a slot wins), returned third.
+    """
+    k_count = n_steps(params)
+    read = _reader(params)
+    if keep is None:
+        def body(k, x, logdet):
+            y, d = template.forward_with(read(k), x)
+            return y, logdet + d
+        return tuple(_loop(k_count, body, (x, logdet)))
+
+    if keep == "inputs":
+        inputs = tf.TensorArray(x.dtype, size=k_count, element_shape=x.shape)
+
+        def body_inputs(k, x, logdet, inputs):
+            inputs = inputs.write(k, x)
+            y, d = template.forward_with(read(k), x)
+            return y, logdet + d, inputs
+        y, logdet, inputs = _loop(k_count, body_inputs, (x, logdet, inputs))
+        return y, logdet, inputs.stack()
+
+    slots, n_slots = keep
+    slots = tf.constant(np.asarray(slots, np.int32))
+    kept = tf.zeros(tf.concat([[n_slots], tf.shape(x)], 0), x.dtype)
+
+    def body_keep(k, x, logdet, kept):
+        y, d = template.forward_with(read(k), x)
+        kept = tf.tensor_scatter_nd_update(kept, tf.reshape(slots[k], [1, 1]), y[None])
+        return y, logdet + d, kept
+    return tuple(_loop(k_count, body_keep, (x, logdet, kept)))
+
+
+def loop_inverse(template, params, y, logdet):
+    """Inverse of loop_forward: y -> (x, logdet + sum of the inverses' log|det|), the steps
+    in reverse order. params: template.prepare(stacked raw weights, inverse=True)."""
+    k_count = n_steps(params)
+    read = _reader(params)
+
+    def body(k, y, logdet):
+        x, d = template.inverse_with(read(k_count - 1 - k), y)
+        return x, logdet + d
+    return tuple(_loop(k_count, body, (y, logdet)))
+
+
+def step_vjp_with(template, params_k, x, dy, dlogdet):
+    """Recomputes y, d = template.forward_with(params_k, x) under a tape and back-propagates.
+
+    Returns (dx [B, h, w, c], [gradient per float leaf of params_k] (zeros where unused)).
+    """
+    floats, rebuild = split_differentiable(params_k)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        tape.watch(floats)
+        y, d = template.forward_with(rebuild(floats), x)
+    grads = tape.gradient((y, d), [x, *floats], output_gradients=(dy, dlogdet))
+    dparams = [tf.zeros_like(f) if g is None else tf.convert_to_tensor(g)
+               for f, g in zip(floats, grads[1:])]
+    return tf.convert_to_tensor(grads[0]), dparams
+
+
+def loop_backward(template, params, k_count, dy, dlogdet, input_of_step):
+    """The backward pass of the K steps in reverse, one step VJP per iteration.
+
+    input_of_step(k, y) -> x_k, the input of step k, given y = x_{k+1} (the output of step k,
+    as reconstructed so far). Returns (dx_0, [stacked gradient [K, ...] per float leaf]).
+    """
+    floats, _ = split_differentiable(params)
+    flat = tf.nest.flatten(params)
+    grads = [tf.TensorArray(f.dtype, size=k_count, element_shape=f.shape[1:]) for f in floats]
+
+    def body(i, y, dy, *grads):
+        k = k_count - 1 - i
+        params_k = tf.nest.pack_sequence_as(params, [tf.gather(t, k) for t in flat])
+        x = input_of_step(k, y)
+        dx, dparams = step_vjp_with(template, params_k, x, dy, dlogdet)
+        return (x, dx, *[g.write(k, d) for g, d in zip(grads, dparams)])
+
+    y0 = tf.zeros_like(dy)
+    out = _loop(k_count, body, (y0, dy, *grads))
+    return out[1], [g.stack() for g in out[2:]]
