@@ -17,14 +17,7 @@ from tfglow.training.hparams import build_parser, original_test_batch, resolve
 from tfglow.training.problems import PROBLEMS
 from tfglow.training.trainer import Trainer, schedule, warmup_warning
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--problem", "digits", "--depth", "1", "--width", "8", "--n_train", "96",
-        "--n_batch_train", "16", "--n_batch_init", "32", "--epochs_full_sample", "1000",
-        "--no_progress", "--deterministic", "--n_test", "64"]
-
-
-def hps_for(logdir, *extra):
-    return resolve(build_parser().parse_args(TINY + ["--logdir", str(logdir)] + list(extra)))
+from test_train import ROOT, TINY, hps_for  # noqa: E402  (the same tiny digits run)
 
 
 def snapshot(directory):
