@@ -211,7 +211,7 @@ def resolve(args):
     values = vars(args).copy()
     run = run_hparams(values)
     if run is not None:
-        _take_run_flags(values, run)
+        _take_run_flags(values, run[1])
     problem_defaults = dict(PROBLEM_DEFAULTS.get(values["problem"], {}))
     preset = {}
     if values["preset"]:
@@ -248,7 +248,7 @@ def resolve(args):
                       rnd_crop=bool(problem and problem.rnd_crop))
     _check(cfg)
     if run is not None:
-        check_resume(cfg, run)
+        check_resume(cfg, *run)
     return cfg
 
 
@@ -269,17 +269,14 @@ def resume_dir(values):
 
 
 def run_hparams(values):
-    """The hparams.json of the run being resumed (None: fresh run, or a run without one)."""
-    from tfglow.training.checkpoints import HPARAMS
+    """(run directory, its hparams dict) of the run being resumed; None for a fresh run or a
+    run without hparams.json."""
+    from tfglow.training.checkpoints import HPARAMS, read_hparams
 
     run_dir = resume_dir(values)
-    path = os.path.join(run_dir, HPARAMS) if run_dir else ""
-    if not path or not os.path.exists(path):
+    if not run_dir or not os.path.exists(os.path.join(run_dir, HPARAMS)):
         return None
-    with open(path) as f:
-        run = json.load(f)
-    run["_path"] = path
-    return run
+    return run_dir, read_hparams(run_dir)
 
 
 def _take_run_flags(values, run):
@@ -289,7 +286,7 @@ def _take_run_flags(values, run):
             values[name] = run[name]
 
 
-def check_resume(cfg, run):
+def check_resume(cfg, run_dir, run):
     """ValueError naming every structural flag whose value differs from the resumed run's."""
     given = dataclasses.asdict(cfg)
     diffs = []
@@ -297,7 +294,7 @@ def check_resume(cfg, run):
         if name in run and _differs(run[name], given[name]):
             diffs.append(f"--{name}: run {run[name]!r}, given {given[name]!r}")
     if diffs:
-        raise ValueError(f"cannot resume {os.path.dirname(run['_path'])}: flags differ from the "
+        raise ValueError(f"cannot resume {run_dir}: flags differ from the "
                          f"run's ({'; '.join(diffs)}); drop them to take the run's values, or use "
                          "another --logdir for a new run")
 
