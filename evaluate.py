@@ -1,6 +1,8 @@
-"""Measure, look at, edit and ship a trained Glow (flags named as train.py's where they overlap).
+"""Measure, look at, edit and ship a trained model: Glow or Flow++ (any train.py --model; flags
+named as train.py's where they overlap).
 
     python evaluate.py --restore_path RUN                  # test bits/dim, whole validation split
+    python evaluate.py --restore_path RUN --importance_samples 64   # + importance-weighted bits/dim
     python evaluate.py --restore_path RUN --sample 16 --temperatures 0,0.5,0.7,1.0
     python evaluate.py --restore_path RUN --interpolate    # Figure 5: strips between real images
     python evaluate.py --restore_path RUN --manipulate Smiling [--images a.png b.png]   # Figure 6
@@ -9,8 +11,11 @@
     python evaluate.py --restore_path RUN --export DIR     # SavedModel (tfglow.export)
     python evaluate.py --restore_path RUN --plots [--sample 8 --interpolate --manipulate 3]
 
-RUN is a train.py --logdir or a checkpoint prefix; the Polyak-averaged weights are used unless
---no_ema. --problem / --data_dir default to the run's. Model flags (--depth, --width, ...) are
+RUN is a train.py --logdir or a checkpoint prefix; the Polyak-averaged (Flow++: EMA) weights
+are used unless --no_ema. eval.json holds the one-sample bits/dim (`bits_per_dim`, the
+trainer's validation figure), with --importance_samples S the importance-weighted bound
+beside it (Flow++ section 4; tfglow.evaluation), and the inversion error max |x -
+decode(encode(x))| over the first batch. --problem / --data_dir default to the run's. Model flags (--depth, --width, ...) are
 optional: if given they must match the run, and a mismatch names the differing fields.
 Outputs go to --logdir (default RUN/eval): eval.json, samples_T*.png, interpolate_*.png,
 manipulate_ATTR.{npz,png}, decoded/, and with --plots (tfglow.plots, matplotlib) the figures
@@ -52,6 +57,8 @@ def build_parser():
     a("--n_test", type=int, default=-1, help="Images to evaluate (-1: the whole split)")
     a("--split", default="validation", help="Split for bits/dim and --interpolate")
     a("--seed", type=int, default=0, help="Seed of samples and of the dequantisation noise")
+    a("--importance_samples", type=int, default=0, metavar="S",
+      help="Also the importance-weighted bits/dim with S dequantisation samples per image")
     a("--eval", action="store_true", help="Also run bits/dim when other actions are given")
     a("--sample", type=int, default=0, metavar="N", help="N samples per temperature (per class row for ycond)")
     a("--temperatures", default="0,0.25,0.5,0.6,0.7,0.8,0.9,1.0")
@@ -150,19 +157,32 @@ def save_grid(path, images, rows=None):
 def run_eval(model, args, data_dir, out):
     from tfglow.evaluation import evaluate_split
 
+    from tfglow.data import make_dataset
+    from tfglow.evaluation import inversion_error
+
+    if args.importance_samples < 0:
+        raise ValueError(f"--importance_samples={args.importance_samples} must be >= 0")
     rnd_crop = bool(args.hparams.get("rnd_crop", False))
     info = data_info(model, data_dir, args.split, rnd_crop)
     t0 = time.time()
     result = evaluate_split(model, data_dir, args.split, args.n_batch_test, seed=args.seed,
-                            max_images=args.n_test, rnd_crop=rnd_crop)
+                            max_images=args.n_test, rnd_crop=rnd_crop,
+                            importance_samples=args.importance_samples)
+    first = next(iter(make_dataset(data_dir, args.split, model.config.image_size,
+                                   args.n_batch_test, shuffle=False, repeat=False,
+                                   drop_remainder=False, rnd_crop=rnd_crop, seed=args.seed)))
+    result["inversion_error"] = inversion_error(model, first[0], first[1])
+    result["inversion_images"] = int(first[0].shape[0])
     result.update(split=args.split, seconds=round(time.time() - t0, 3), seed=args.seed,
                   weights="raw" if args.no_ema else "polyak", data_dir=data_dir,
                   checkpoint=args.checkpoint, config=model.config.to_dict(),
                   manifest=info.manifest, data={"num_examples": info.num_examples,
                                                 "channels": info.channels,
                                                 "n_bits_x": info.n_bits_x})
-    print(f"{args.split} bits/dim {result['bits_per_dim']:.5f} over {result['n_images']} images "
-          f"({result['weights']} weights)")
+    iw = (f", importance-weighted ({args.importance_samples} samples) "
+          f"{result['importance_weighted_bits_per_dim']:.5f}" if args.importance_samples else "")
+    print(f"{args.split} bits/dim {result['bits_per_dim']:.5f}{iw} over {result['n_images']} "
+          f"images ({result['weights']} weights); inversion error {result['inversion_error']:.3g}")
     write_json(os.path.join(out, "eval.json"), result)
     return result
 
@@ -172,7 +192,7 @@ def run_sample(model, args, out):
 
     temps = floats(args.temperatures, "temperatures")
     grids = temperature_grids(model, args.sample, temps, seed=args.seed)
-    rows = model.config.n_y if model.config.ycond else None
+    rows = model.config.n_y if model.conditional else None
     for t, images in grids.items():
         save_grid(os.path.join(out, f"samples_T{t:g}.png"), images, rows)
     return grids
@@ -187,9 +207,9 @@ def run_interpolate(model, args, data_dir, out):
     strips = []
     for k in range(args.n_interpolate):
         a = int(rng.integers(len(images)))
-        pool = np.nonzero(labels == labels[a])[0] if model.config.ycond else np.arange(len(images))
+        pool = np.nonzero(labels == labels[a])[0] if model.conditional else np.arange(len(images))
         b = int(rng.choice(pool[pool != a])) if len(pool) > 1 else a
-        y = int(labels[a]) if model.config.ycond else None
+        y = int(labels[a]) if model.conditional else None
         strip = interpolation_strip(model, images[a], images[b], args.interpolate_steps, y)
         save_grid(os.path.join(out, f"interpolate_{k}.png"), strip, rows=1)
         strips.append(strip)
@@ -197,7 +217,7 @@ def run_interpolate(model, args, data_dir, out):
 
 
 def user_labels(model, args, n):
-    if not model.config.ycond:
+    if not model.conditional:
         return None
     y = args.y or [0]
     if len(y) not in (1, n):
@@ -234,7 +254,7 @@ def run_manipulate(model, args, data_dir, out):
     else:
         images, labels = load_numpy(data_dir, args.split, model.config.image_size)[:2]
         images, labels = images[:args.n_manipulate], labels[:args.n_manipulate]
-        y = labels if model.config.ycond else None
+        y = labels if model.conditional else None
     alphas = floats(args.alphas, "alphas")
     grid = manipulate(model, images, direction, alphas, y)
     save_grid(os.path.join(out, f"manipulate_{safe}.png"),
@@ -260,9 +280,9 @@ def run_decode(model, args, out):
     from tfglow.sampling import decode_latents, load_latents
 
     zs, y = load_latents(args.decode, model)
-    if model.config.ycond and y is None:
+    if model.conditional and y is None:
         y = user_labels(model, args, len(zs[0]))
-    images = decode_latents(model, zs, y if model.config.ycond else None)
+    images = decode_latents(model, zs, y if model.conditional else None)
     folder = args.out or os.path.join(out, "decoded")
     for i, img in enumerate(images):
         save_png(os.path.join(folder, f"{i:04d}.png"), img)
@@ -300,12 +320,11 @@ def run_plots(args, results, out):
 
 
 def run_export(model, args, hparams):
-    from tfglow.export import export_saved_model
+    from tfglow.export import export_saved_model, signatures_of
 
     export_saved_model(model, args.export, hparams={**hparams, "exported_weights":
                                                     "raw" if args.no_ema else "polyak"})
-    print(f"wrote SavedModel {args.export} (signatures encode, decode, sample, sample_seeded, "
-          "bits_per_dim)")
+    print(f"wrote SavedModel {args.export} (signatures {', '.join(signatures_of(model))})")
 
 
 def run(args):

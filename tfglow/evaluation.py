@@ -1,4 +1,5 @@
-"""Test bits/dim of a trained model over a whole split (Glow Table 2, eq. 2), reproducibly.
+"""Test bits/dim of a trained model over a whole split (Glow Table 2, eq. 2; Flow++ Table 1),
+reproducibly, for any model family (tfglow.family).
 
 The original's bits_x dequantises with fresh uniform noise u ~ U(0, 1/n_bins) on every call,
 so repeated evaluations differ slightly. Here the noise of each image is a pure function of
@@ -6,6 +7,8 @@ so repeated evaluations differ slightly. Here the noise of each image is a pure 
 
     key(x)   = sum_i x_i * w_i  mod (2**31 - 1)       w_i = (1103515245 i + 12345) mod 2**31
     u(x)     = stateless_uniform([H, W, C], seed=[seed, key(x)]) / n_bins
+               (the model's draw_noise with that seed: Flow++'s eps ~ N(0, I) of its
+               variational dequantizer)
 
 so an image's bits/dim does not depend on its batch, its position in the batch or the
 order of the split, and
@@ -14,6 +17,14 @@ order of the split, and
 
 which is exactly the mean of per-image values computed one by one. The SavedModel's
 `bits_per_dim` signature (tfglow.export) uses the same noise.
+
+Importance-weighted bits/dim (Flow++ section 4; flow_training.py:376-394), with S noise
+samples per image, sample s keyed by fold_in([seed, key(x)], s) and sample 0 the noise above:
+
+    r_s = log p(x + u_s) - log q(u_s | x)       (nats; Glow: q uniform on the bin, log q = 0)
+    iw  = -(m + log mean_s exp(r_s - m)) / (D ln 2),  m = max_s r_s, in float64
+
+so S = 1 is the one-sample figure, and S -> infinity tightens it towards -log2 P(x) / D.
 """
 import weakref
 
@@ -22,8 +33,6 @@ import tensorflow as tf
 
 _PRIME = 2 ** 31 - 1
 
-#: The loss_terms entries averaged over a split.
-TERMS = ("bits_x", "bits_y", "pred_error", "loss")
 
 
 def image_keys(images):
@@ -36,29 +45,73 @@ def image_keys(images):
     return tf.reduce_sum(flat * weights[None], axis=1) % _PRIME
 
 
-def dequantization_noise(images, seed=0):
-    """uint8 [B, H, W, C] -> float32 [B, H, W, C] in [0, 1): each image's noise, in bins."""
+def _uniform(shape, seed):
+    return tf.random.stateless_uniform(shape, seed)
+
+
+def dequantization_noise(images, seed=0, draw=None, sample=0):
+    """uint8 [B, H, W, C] -> float32 [B, H, W, C]: each image's noise, draw(shape, seed [2])
+    (default uniform in [0, 1), in bins; a model's draw_noise). sample s > 0 (an int or a
+    scalar tensor) folds s into each image's seed: the importance samples."""
     images = tf.convert_to_tensor(images)
     keys = image_keys(images)
     seed = tf.cast(seed, tf.int64)
     shape = tf.shape(images)[1:]
-    return tf.map_fn(lambda k: tf.random.stateless_uniform(shape, tf.stack([seed, k])),
-                     keys, fn_output_signature=tf.float32)
+    draw = draw or _uniform
+    sample = tf.convert_to_tensor(sample, tf.int32)
+
+    def one(k):
+        pair = tf.stack([seed, k])
+        folded = tf.cast(tf.random.experimental.stateless_fold_in(pair, sample), tf.int64)
+        return draw(shape, tf.where(sample > 0, folded, pair))
+
+    return tf.map_fn(one, keys, fn_output_signature=tf.float32)
 
 
-def per_image_terms(model, images, labels=None, seed=0):
-    """Dict of [B] float32 tensors (bits_x, bits_y, pred_error, loss) with the fixed noise.
+def per_image_terms(model, images, labels=None, seed=0, sample=0):
+    """Dict of [B] float32 tensors (the model's loss_terms: Glow's bits_x, bits_y,
+    pred_error, loss) with the fixed noise (of importance sample `sample`).
 
     images: uint8 [B, H, W, C]; labels: int [B], used only by class-conditional models.
     """
     images = tf.convert_to_tensor(images)
-    y = labels if model.config.ycond else None
-    return model.loss_terms(images, y, noise=dequantization_noise(images, seed))
+    y = labels if model.conditional else None
+    noise = dequantization_noise(images, seed, model.draw_noise, sample)
+    return model.loss_terms(images, y, noise=noise)
 
 
 def per_image_bits(model, images, labels=None, seed=0):
     """uint8 [B, H, W, C] -> float32 [B] bits/dim (the original's bits_x, fixed noise)."""
     return per_image_terms(model, images, labels, seed)["bits_x"]
+
+
+def log_ratios(model, images, labels=None, seed=0, sample=0):
+    """[B] float64 log p(x + u) - log q(u | x) in nats of importance sample `sample`."""
+    terms = per_image_terms(model, images, labels, seed, sample)
+    if "log_ratio" in terms:
+        return tf.cast(terms["log_ratio"], tf.float64)
+    # Uniform dequantisation (Glow): bits_x = -(log p(x~) - D log n_bins) / (D ln 2).
+    return -tf.cast(terms["bits_x"], tf.float64) * (model.config.n_dims * np.log(2.0))
+
+
+def importance_weighted_bits(model, images, n_samples, labels=None, seed=0):
+    """[B] float64 importance-weighted bits/dim with n_samples (int or scalar tensor) noise
+    samples per image (module docstring); n_samples = 1 equals per_image_bits."""
+    images = tf.convert_to_tensor(images)
+    r = tf.map_fn(lambda s: log_ratios(model, images, labels, seed, s),
+                  tf.range(tf.convert_to_tensor(n_samples, tf.int32)),
+                  fn_output_signature=tf.float64)                        # [S, B]
+    m = tf.reduce_max(r, axis=0)
+    log_mean = m + tf.math.log(tf.reduce_mean(tf.exp(r - m), axis=0))
+    return -log_mean / (model.config.n_dims * np.log(2.0))
+
+
+def inversion_error(model, images, labels=None):
+    """max |x - decode(encode(x))| over the bin centres x of uint8 images (the flow's input
+    space: Glow [-0.5, 0.5), Flow++ pixel values), as the official Flow++ evaluation reports."""
+    x = model.bin_centres(tf.convert_to_tensor(images))
+    y = labels if model.conditional else None
+    return float(tf.reduce_max(tf.abs(model.decode(model.encode(x, y), y) - x)))
 
 
 _COMPILED = weakref.WeakKeyDictionary()
@@ -73,26 +126,47 @@ def compiled_terms(model, seed=0):
     return cache[seed]
 
 
-def _trace_terms(model, seed):
-    cfg = model.config
-    spec = [tf.TensorSpec([None, *cfg.image_shape], tf.uint8), tf.TensorSpec([None], tf.int32)]
+def _specs(model):
+    return [tf.TensorSpec([None, *model.config.image_shape], tf.uint8),
+            tf.TensorSpec([None], tf.int32)]
 
-    @tf.function(input_signature=spec, reduce_retracing=True)
+
+def _trace_terms(model, seed):
+    @tf.function(input_signature=_specs(model), reduce_retracing=True)
     def terms(images, labels):
         return per_image_terms(model, images, labels, seed)
 
     return terms
 
 
-def evaluate_batches(model, batches, seed=0, max_images=-1, progress=None):
-    """Mean of each loss term over (images, labels[, ...]) batches; exact, float64 sums.
+def compiled_importance_weighted(model, seed=0):
+    """A tf.function (images, labels, n_samples int32 scalar) -> importance_weighted_bits,
+    cached per model and seed."""
+    cache = _COMPILED.setdefault(model, {})
+    key = ("iw", seed)
+    if key not in cache:
+        cache[key] = tf.function(
+            lambda images, labels, n: importance_weighted_bits(model, images, n, labels, seed),
+            input_signature=[*_specs(model), tf.TensorSpec([], tf.int32)],
+            reduce_retracing=True)
+    return cache[key]
 
-    Returns {"bits_per_dim", "bits_x", "bits_y", "pred_error", "loss", "n_images"}, without
-    pred_error for a model without labels (its classifier does not exist; the original logged
-    1.0). max_images >= 0 stops after that many images (the last batch is cut, not dropped).
+
+def evaluate_batches(model, batches, seed=0, max_images=-1, progress=None,
+                     importance_samples=0):
+    """Mean of each of the model's logged loss terms (model.stats) over (images, labels[,
+    ...]) batches; exact, float64 sums.
+
+    Returns {"bits_per_dim", "n_images", and model.stats: Glow "bits_x", "bits_y", "loss",
+    "pred_error" (only for a model with labels: without a classifier the original logged
+    1.0)}, and with importance_samples = S > 0 "importance_weighted_bits_per_dim" and
+    "importance_samples" (module docstring). max_images >= 0 stops after that many images
+    (the last batch is cut, not dropped).
     """
     terms = compiled_terms(model, seed)
-    sums = dict.fromkeys(TERMS, 0.0)
+    iw = compiled_importance_weighted(model, seed) if importance_samples > 0 else None
+    names = tuple(model.stats)
+    sums = dict.fromkeys(names + ("iw",), 0.0)
     n = 0
     for batch in batches:
         images, labels = batch[0], batch[1]
@@ -100,22 +174,28 @@ def evaluate_batches(model, batches, seed=0, max_images=-1, progress=None):
             if n >= max_images:
                 break
             images, labels = images[:max_images - n], labels[:max_images - n]
-        out = terms(tf.convert_to_tensor(images, tf.uint8), tf.cast(labels, tf.int32))
-        for k in TERMS:
+        images, labels = tf.convert_to_tensor(images, tf.uint8), tf.cast(labels, tf.int32)
+        out = terms(images, labels)
+        for k in names:
             sums[k] += float(np.sum(out[k].numpy().astype(np.float64)))
+        if iw is not None:
+            sums["iw"] += float(np.sum(iw(images, labels, tf.constant(importance_samples)).numpy()))
         n += int(images.shape[0])
         if progress is not None:
             progress(n, sums["bits_x"] / n)
     if n == 0:
         raise ValueError("evaluate: the split holds no images")
-    result = {k: sums[k] / n for k in TERMS if k != "pred_error" or model.config.ycond}
+    result = {k: sums[k] / n for k in names}
     result["bits_per_dim"] = result["bits_x"]
     result["n_images"] = n
+    if iw is not None:
+        result["importance_weighted_bits_per_dim"] = sums["iw"] / n
+        result["importance_samples"] = int(importance_samples)
     return result
 
 
 def evaluate_split(model, data_dir, split="validation", batch_size=50, seed=0, max_images=-1,
-                   progress=None, rnd_crop=False):
+                   progress=None, rnd_crop=False, importance_samples=0):
     """Test bits/dim of `model` over a whole split of a data directory (every image once).
 
     data_dir: as tfglow.data.make_dataset ("digits" for the embedded set). Images are read
@@ -126,4 +206,5 @@ def evaluate_split(model, data_dir, split="validation", batch_size=50, seed=0, m
 
     ds = make_dataset(data_dir, split, model.config.image_size, batch_size, shuffle=False,
                       repeat=False, drop_remainder=False, dal=0, rnd_crop=rnd_crop, seed=seed)
-    return evaluate_batches(model, ds, seed=seed, max_images=max_images, progress=progress)
+    return evaluate_batches(model, ds, seed=seed, max_images=max_images, progress=progress,
+                            importance_samples=importance_samples)

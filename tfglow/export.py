@@ -1,4 +1,5 @@
-"""SavedModel export: a trained Glow as four serving signatures that need only TensorFlow.
+"""SavedModel export: a trained model (any family, tfglow.family) as serving signatures that
+need only TensorFlow.
 
     export_saved_model(model, "exported/")            # Python; `evaluate.py --export DIR`
     m = tf.saved_model.load("exported/")               # any process with TensorFlow
@@ -6,6 +7,10 @@
     img = m.signatures["decode"](**zs)["images"]       # uint8 [B, H, W, C], == x_uint8
     img = m.signatures["sample"](n=tf.constant(16), temperature=tf.constant(0.7))["images"]
     bpd = m.signatures["bits_per_dim"](images=x_uint8)["bits_per_dim"]     # float32 [B]
+
+Models with an `importance_weighted_bits_per_dim` method (Flow++) also get that signature:
+(images, samples int32 scalar) -> {"bits_per_dim": float64 [B]}, tfglow.evaluation's
+importance_weighted_bits with seed 0 (samples = 1 equals `bits_per_dim`).
 
 Class-conditional (ycond) models take `y` (int32 [B], or [n] for `sample`) in every
 signature. `encode` encodes the centre of each pixel's bin (tfglow.sampling), so decode
@@ -27,6 +32,13 @@ from tfglow import evaluation
 from tfglow.sampling import bin_centres
 
 SIGNATURES = ("encode", "decode", "sample", "sample_seeded", "bits_per_dim")
+#: The extra signature of models with a variational dequantizer (Flow++).
+IW_SIGNATURE = "importance_weighted_bits_per_dim"
+
+
+def signatures_of(model):
+    """The signature names exported for `model`."""
+    return SIGNATURES + ((IW_SIGNATURE,) if hasattr(model, IW_SIGNATURE) else ())
 
 
 def _specs(model):
@@ -70,12 +82,13 @@ def _sample_eps(model, n, temperature, seed=None):
 
 
 def build_functions(model):
-    """{name: tf.function with an input signature} for a Glow model (see module docstring)."""
+    """{name: tf.function with an input signature} for a model (see module docstring)."""
     images, latents, y_spec = _specs(model)
     scalar_n = tf.TensorSpec([], tf.int32, name="n")
     scalar_t = tf.TensorSpec([], tf.float32, name="temperature")
     scalar_seed = tf.TensorSpec([], tf.int32, name="seed")
-    ycond = model.config.ycond
+    scalar_samples = tf.TensorSpec([], tf.int32, name="samples")
+    ycond = model.conditional
     image_shape = list(model.config.image_shape)
 
     def check_images(x, y):
@@ -107,6 +120,13 @@ def build_functions(model):
         x, y = check_images(x, y)
         return {"bits_per_dim": evaluation.per_image_bits(model, x, y, seed=0)}
 
+    def iw_bits(x, samples, y=None):
+        x, y = check_images(x, y)
+        with tf.control_dependencies([tf.debugging.assert_positive(
+                samples, message="importance_weighted_bits_per_dim: samples must be >= 1")]):
+            samples = tf.identity(samples)
+        return {"bits_per_dim": evaluation.importance_weighted_bits(model, x, samples, y, seed=0)}
+
     if ycond:
         fns = {
             "encode": tf.function(lambda images, y: encode(images, y),
@@ -120,6 +140,8 @@ def build_functions(model):
                 input_signature=[scalar_n, scalar_t, scalar_seed, y_spec]),
             "bits_per_dim": tf.function(lambda images, y: bits(images, y),
                                         input_signature=[images, y_spec]),
+            IW_SIGNATURE: tf.function(lambda images, samples, y: iw_bits(images, samples, y),
+                                      input_signature=[images, scalar_samples, y_spec]),
         }
     else:
         fns = {
@@ -131,15 +153,17 @@ def build_functions(model):
                 lambda n, temperature, seed: sample(n, temperature, seed=seed),
                 input_signature=[scalar_n, scalar_t, scalar_seed]),
             "bits_per_dim": tf.function(lambda images: bits(images), input_signature=[images]),
+            IW_SIGNATURE: tf.function(lambda images, samples: iw_bits(images, samples),
+                                      input_signature=[images, scalar_samples]),
         }
-    return fns
+    return {name: fn for name, fn in fns.items() if name in signatures_of(model)}
 
 
-class GlowExport(tf.Module):
+class ModelExport(tf.Module):
     """What is saved: the model's variables, the signature functions and the config JSON."""
 
     def __init__(self, model, hparams=None):
-        super().__init__(name="glow_export")
+        super().__init__(name="model_export")
         # The underlying tf.Variables only (not the Keras objects), so loading needs no Keras
         # classes; the traced functions capture exactly these.
         self.model_variables = [getattr(v, "value", v) for v in model.variables]
@@ -153,6 +177,9 @@ class GlowExport(tf.Module):
             setattr(self, name, fn)
 
 
+GlowExport = ModelExport  # its name before other families
+
+
 def export_saved_model(model, export_dir, hparams=None):
     """Writes `model` (its current weights) as a SavedModel with SIGNATURES to export_dir.
 
@@ -162,7 +189,7 @@ def export_saved_model(model, export_dir, hparams=None):
     if not model.is_initialized:
         raise ValueError("export: the model is not initialised (run model.initialize(x) or "
                          "load trained weights first)")
-    module = GlowExport(model, hparams)
-    signatures = {name: getattr(module, name) for name in SIGNATURES}
+    module = ModelExport(model, hparams)
+    signatures = {name: getattr(module, name) for name in signatures_of(model)}
     tf.saved_model.save(module, export_dir, signatures=signatures)
     return export_dir

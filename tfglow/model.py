@@ -27,6 +27,7 @@ import tensorflow_probability as tfp
 from tfglow import objective
 from tfglow.actnorm import ActNorm, data_dependent_init
 from tfglow.config import GlowConfig
+from tfglow.family import DensityModel
 from tfglow.flow import FlowBijector
 from tfglow.memory import check_gradient_mode, run_flow_steps, run_flow_steps_inverse
 from tfglow.prior import Classifier, TopPrior, bits_y
@@ -38,7 +39,7 @@ tfb = tfp.bijectors
 tfd = tfp.distributions
 
 
-class Glow(keras.Model):
+class Glow(DensityModel, keras.Model):
     """The Glow model of a GlowConfig. All shapes are fixed by the config.
 
     Images are uint8 [B, H, W, C]; the model works on preprocessed floats x in [-0.5, 0.5)
@@ -192,8 +193,9 @@ class Glow(keras.Model):
         eps, logdet, _ = self.encode_with_logdet(x, y)
         return tf.add_n([objective.standard_normal_logp(e) for e in eps]) + logdet
 
-    def loss_terms(self, x_uint8, y=None, noise=None, seed=None):
+    def loss_terms(self, x_uint8, y=None, noise=None, seed=None, training=False):
         """The original's training objective for uint8 images; dict of [B] tensors:
+        (`training` changes nothing: Glow has no dropout)
 
         bits_x (dequantised bits per sub-pixel), bits_y (classifier bits, 0 unless ycond and
         weight_y > 0), loss = bits_x + weight_y * bits_y, and pred_error (0/1 per image; 1
@@ -249,10 +251,6 @@ class Glow(keras.Model):
     def actnorm_layers(self):
         return [layer for layer in self._flatten_layers() if isinstance(layer, ActNorm)]
 
-    @property
-    def is_initialized(self):
-        return bool(self.initialized.numpy())
-
     def initialize(self, x_uint8, y=None, seed=None):
         """Data-dependent init of every actnorm from a batch (once; state saved with weights).
 
@@ -271,6 +269,31 @@ class Glow(keras.Model):
             self.encode_with_logdet(x, y)
         self.initialized.assign(1.0)
         return True
+
+    # ----------------------------------------------------------------- family (tfglow.family)
+    @property
+    def conditional(self):
+        return self.config.ycond
+
+    @property
+    def stats(self):
+        """The loss_terms a run logs (pred_error only with a classifier's labels, ycond)."""
+        return ("loss", "bits_x", "bits_y") + (("pred_error",) if self.config.ycond else ())
+
+    def bin_centres(self, x_uint8):
+        """uint8 [B, H, W, C] -> float32: preprocess(x) + 0.5 / n_bins, each bin's centre."""
+        return self.preprocess(x_uint8) + 0.5 / self.config.n_bins
+
+    def draw_noise(self, shape, seed):
+        """Uniform dequantisation noise in [0, 1) (units of one bin) from seed [2]."""
+        return tf.random.stateless_uniform(shape, seed)
+
+    def init_pass(self, x_uint8, y=None, noise=None, seed=None):
+        """The data-dependent init's pass: encode the dequantised batch (labels only move
+        the top prior, which has no actnorm, so zeros stand in for them)."""
+        x = objective.dequantize(self.preprocess(x_uint8), self.config.n_bits_x, noise=noise,
+                                 seed=seed)
+        self.encode_with_logdet(x, tf.zeros_like(y) if self.config.ycond else None)
 
     # ----------------------------------------------------------------- TFP
     def forward(self, x, y=None):
@@ -305,29 +328,6 @@ class Glow(keras.Model):
         return tfd.TransformedDistribution(base, tfb.Invert(self.bijector))
 
     # ----------------------------------------------------------------- checks
-    def _check_images(self, x, name):
-        dtype = getattr(x, "dtype", None)
-        if dtype is None or tf.as_dtype(dtype) != tf.uint8:
-            raise TypeError(f"{name} must be uint8 images [B, H, W, C] with values 0..255, got "
-                            f"dtype {dtype} (convert with tf.cast only if they already are 0..255)")
-        return self._check_shape(tf.convert_to_tensor(x), name)
-
-    def _check_float_images(self, x, name):
-        x = tf.convert_to_tensor(x)
-        if not x.dtype.is_floating:
-            raise TypeError(f"{name} must be preprocessed float images (model.preprocess); "
-                            f"got dtype {x.dtype.name}")
-        return self._check_shape(tf.cast(x, tf.float32), name)
-
-    def _check_shape(self, x, name):
-        expected = self.config.image_shape
-        got = tuple(x.shape[1:]) if x.shape.rank is not None else None
-        if x.shape.rank != 4 or any(g is not None and g != e for g, e in zip(got, expected)):
-            raise ValueError(f"{name} must have shape [B, {', '.join(map(str, expected))}] "
-                             f"(image_size={self.config.image_size}, "
-                             f"n_channels={self.config.n_channels}); got {x.shape}")
-        return x
-
     def _check_labels(self, y, x):
         if not self.config.ycond:
             return None if y is None else tf.convert_to_tensor(y)
@@ -353,18 +353,3 @@ class Glow(keras.Model):
                     tf.debugging.assert_less(y, tf.cast(n_y, y.dtype), message=msg)]):
                 y = tf.identity(y)
         return tf.cast(y, tf.int32)
-
-    def _check_latents(self, zs):
-        shapes = self.latent_shapes
-        if not isinstance(zs, (list, tuple)) or len(zs) != len(shapes):
-            raise ValueError(f"zs must be a list of {len(shapes)} latents of shapes "
-                             f"{[('B',) + s for s in shapes]}; got "
-                             f"{type(zs).__name__} of length {len(zs) if hasattr(zs, '__len__') else '?'}")
-        zs = [tf.cast(tf.convert_to_tensor(z), tf.float32) for z in zs]
-        batch = zs[0].shape[0]
-        for i, (z, shape) in enumerate(zip(zs, shapes)):
-            if (z.shape.rank != 4 or tuple(z.shape[1:]) != shape
-                    or (batch is not None and z.shape[0] is not None and z.shape[0] != batch)):
-                raise ValueError(f"zs[{i}] must have shape [B, {', '.join(map(str, shape))}] "
-                                 f"with the same B for every level; got {z.shape}")
-        return zs

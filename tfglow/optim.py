@@ -344,15 +344,19 @@ def _handle(variable):
 
 def make_optimizer(name: str = "adamax", *, lr: float = 0.001, beta1: float = 0.9,
                    train_its: int, polyak_epochs: float = 1.0, weight_decay: float = 1.0,
-                   **kwargs) -> GlowOptimizer:
-    """Build the optimizer the original's ``--optimizer`` flag names (``adamax`` or ``adam``)."""
+                   beta2: float | None = None, **kwargs) -> GlowOptimizer:
+    """Build the optimizer the original's ``--optimizer`` flag names (``adamax`` or ``adam``).
+
+    ``beta2`` defaults to the original's :func:`polyak_beta2`; a fixed value (Flow++: 0.999)
+    replaces it, and ``polyak_decay=`` sets the average's decay apart from it.
+    """
     classes = {"adamax": Adamax, "adam": Adam}
     if name not in classes:
         raise ValueError(
             f"unknown optimizer {name!r}; choose from {sorted(classes)} "
             "(the original's experimental 'adam2' is not provided)")
     return classes[name](learning_rate=float(lr), beta1=beta1,
-                         beta2=polyak_beta2(train_its, polyak_epochs),
+                         beta2=polyak_beta2(train_its, polyak_epochs) if beta2 is None else beta2,
                          weight_decay=weight_decay, **kwargs)
 
 

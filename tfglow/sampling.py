@@ -1,13 +1,15 @@
-"""Using a trained Glow's latent space: samples, interpolation, attribute manipulation, and
-exact encode / decode of user images (Glow section 5.2-5.3, Figures 1, 5, 6 and 8).
+"""Using a trained model's latent space (any family, tfglow.family): samples, interpolation,
+attribute manipulation, and exact encode / decode of user images (Glow section 5.2-5.3,
+Figures 1, 5, 6 and 8).
 
-Latents are the model's standardised eps, one array per level (`model.latent_shapes`), as
-numpy float32 [B, h, w, c]. Every function takes and returns numpy; images are uint8
-[B, H, W, C].
+Latents are the model's standardised latents, one array per level (`model.latent_shapes`;
+Glow's eps per level, Flow++'s single z), as numpy float32 [B, h, w, c]. Every function takes
+and returns numpy; images are uint8 [B, H, W, C].
 
-Exact uint8 round trips encode the CENTRE of each pixel's bin,
+Exact uint8 round trips encode the CENTRE of each pixel's bin (model.bin_centres),
 
-    x = preprocess(image) + 0.5 / n_bins        (not the bin's lower edge, preprocess(image))
+    x = preprocess(image) + 0.5 / n_bins        (not the bin's lower edge, preprocess(image);
+                                                 Flow++: pixel value + 0.5)
 
 so postprocess(decode(encode(x))) == image: floating-point error of the flow (~1e-6) stays far
 from the bin edges, where a plain preprocess would sit and float error could flip a pixel.
@@ -21,11 +23,11 @@ import numpy as np
 
 def bin_centres(model, images):
     """uint8 [B, H, W, C] -> float32 [B, H, W, C]: the centre of each pixel's bin."""
-    return model.preprocess(images) + 0.5 / model.config.n_bins
+    return model.bin_centres(images)
 
 
 def _labels(model, y, n):
-    if not model.config.ycond:
+    if not model.conditional:
         return None
     if y is None:
         raise ValueError(f"the model is class-conditional (ycond): pass labels y, ints [{n}] in "
@@ -152,7 +154,7 @@ def temperature_grids(model, n, temperatures, seed=0):
     Unconditional models: N = n samples; class-conditional models: one row of n samples
     per class (N = n_y * n, labels `class_rows`).
     """
-    y = class_rows(model.config.n_y, n) if model.config.ycond else None
+    y = class_rows(model.config.n_y, n) if model.conditional else None
     count = n if y is None else len(y)
     return {float(t): sample_images(model, count, t, seed, y) for t in temperatures}
 
@@ -251,7 +253,7 @@ def attribute_direction(model, batches, kind, index, batch_limit=None):
         images, labels = np.asarray(batch[0]), np.asarray(batch[1])
         attr = np.asarray(batch[2]) if len(batch) > 2 else None
         mask = attribute_mask(kind, index, labels, attr)
-        zs = encode_images(model, images, labels if model.config.ycond else None)
+        zs = encode_images(model, images, labels if model.conditional else None)
         for group, sel in ((0, mask), (1, ~mask)):
             counts[group] += int(sel.sum())
             for acc, z in zip(sums[group], zs):

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfglow import replica_noise
 from tfglow.actnorm import ddi_active, ddi_mean_fn
 from tfglow.conv import conv2d_same_flat, unflat
 from tfglow.flow import constant_initializer
@@ -49,12 +50,21 @@ def sub_seed(seed, index):
 
 
 def dropout(x, rate, seed, index, training):
-    """Inverted dropout with a stateless mask (seed [2] int), identity unless training."""
+    """Inverted dropout with a stateless mask (seed [2] int), identity unless training.
+
+    Inside tfglow.replica_noise.replica_batch (the trainer's step) the mask is this
+    replica's rows of the global batch's mask, so replicas change no mask."""
     if not training or rate <= 0.0:
         return x
     if seed is None:
         raise ValueError("dropout in training needs a seed [2] (pass seed=...)")
-    return tf.nn.experimental.stateless_dropout(x, rate, seed=sub_seed(seed, index))
+    seed = sub_seed(seed, index)
+    if replica_noise.active():
+        u = replica_noise.rows(
+            lambda shape, s: tf.random.stateless_uniform(shape, s, dtype=x.dtype), tf.shape(x),
+            seed)
+        return x * tf.cast(u >= rate, x.dtype) * (1.0 / (1.0 - rate))
+    return tf.nn.experimental.stateless_dropout(x, rate, seed=seed)
 
 
 class InitConv(keras.layers.Layer):

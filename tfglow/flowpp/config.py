@@ -9,6 +9,7 @@ Presets (`FlowPPConfig.preset(name, **overrides)`):
   cifar10_uniform_dequant  abl_nodequant.py: uniform dequantization, F = 104 (32,324,408)
   cifar10_affine           abl_nomixlog.py: affine coupling, F = 108 (the code says 32,045,708)
   cifar10_no_attention     abl_noattn.py: gated nin instead of attention (31,443,440)
+  digits                   8x8x1, F = 32, 2 blocks, K = 4: train.py's CPU-sized digits default
   imagenet32, imagenet64   the layouts and hyperparameters of the official ImageNet launchers
                            (flows_imagenet/launchers/imagenet{32,64}_official.py). Documented as
                            such, not exact: those launchers also use weight normalization and a
@@ -125,6 +126,25 @@ class FlowPPConfig:
         kind, _, (h, w, c) = self.layout()[-1]
         return (h // 2, w // 2, 4 * c) if kind == "squeeze" else (h, w, c)
 
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        """JSON-ready fields (stages as a list); from_dict inverts it."""
+        d = dataclasses.asdict(self)
+        d["stages"] = list(d["stages"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"FlowPPConfig.from_dict: unknown fields {unknown}; known: "
+                             f"{sorted(names)}")
+        return cls(**d)
+
     @classmethod
     def preset(cls, name, **overrides):
         if name not in PRESETS:
@@ -146,4 +166,10 @@ PRESETS = {
                                "squeeze", "channel:2", "column:2"),
         filters=96, blocks=16, components=4, dropout=0.0, pointwise=False, dequant_filters=96,
         dequant_blocks=5, dequant_steps=4, dequant_attention=False),
+    # CPU-sized default of `train.py --model flowpp --problem digits` (8x8x1): every part of
+    # the model (variational dequantizer, attention, mixture coupling), a few minutes to train.
+    "digits": dict(
+        image_size=8, n_channels=1, stages=("column:2", "squeeze", "channel:2", "column:2"),
+        filters=32, blocks=2, heads=4, components=4, dequant_filters=32, dequant_blocks=1,
+        dequant_steps=2, dequant_context_channels=16, dequant_context_blocks=1),
 }

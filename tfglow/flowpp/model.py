@@ -26,6 +26,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfglow.actnorm import data_dependent_init
+from tfglow.family import DensityModel
 from tfglow.flow import FlowBijector, FlowLayer
 from tfglow.flowpp.conditioner import sub_seed
 from tfglow.flowpp.config import FlowPPConfig
@@ -67,7 +68,7 @@ class Stage(FlowLayer):
         return merge(a, b, self.kind), logdet
 
 
-class FlowPP(keras.Model):
+class FlowPP(DensityModel, keras.Model):
     """The Flow++ model of a FlowPPConfig (see the module docstring). Shapes are fixed.
 
     Images are uint8 [B, H, W, C]; the flow works on float pixel values in [0, 256)
@@ -79,9 +80,17 @@ class FlowPP(keras.Model):
     # FlowBijector protocol: x + u [H, W, C] <-> z [latent_shape].
     event_ndims = 3
     inverse_event_ndims = 3
+    #: encode's input, for error messages (tfglow.family).
+    float_input = "float pixel values in [0, 256) (model.preprocess plus dequantization noise)"
+    #: The loss_terms a run logs (tfglow.family).
+    stats = ("loss", "bits_x")
 
-    def __init__(self, config=None, name="flowpp", gradient_checkpointing=False, **kwargs):
+    def __init__(self, config=None, name="flowpp", gradient_checkpointing=False,
+                 precision="float32", **kwargs):
         super().__init__(name=name, **kwargs)
+        if precision != "float32":  # the trainer's argument for every family (tfglow.family)
+            raise ValueError(f"FlowPP precision={precision!r}: only float32 is supported")
+        self.precision = precision
         self.config = config if config is not None else FlowPPConfig()
         if not isinstance(self.config, FlowPPConfig):
             raise TypeError(f"FlowPP(config): expected a FlowPPConfig, got "
@@ -155,11 +164,12 @@ class FlowPP(keras.Model):
             logdet += d
         return z, logdet
 
-    def encode(self, x):
-        """Float pixel values x [B, H, W, C] (e.g. x + u) -> [z] (one latent; exact)."""
+    def encode(self, x, y=None):
+        """Float pixel values x [B, H, W, C] (e.g. x + u) -> [z] (one latent; exact).
+        y: ignored (unconditional), as in every method taking it."""
         return [self.encode_with_logdet(self._check_float_images(x, "x"))[0]]
 
-    def decode(self, zs):
+    def decode(self, zs, y=None):
         """[z] (as `encode` returns; or z alone) -> float pixel values [B, H, W, C]."""
         return self.decode_with_logdet(self._check_latent(zs))[0]
 
@@ -176,7 +186,7 @@ class FlowPP(keras.Model):
                                            checkpoint=self.gradient_checkpointing)
         return x + u, log_q
 
-    def loss_terms(self, x_uint8, noise=None, seed=None, training=False):
+    def loss_terms(self, x_uint8, y=None, noise=None, seed=None, training=False):
         """One-sample objective of uint8 images; dict of [B] tensors: loss (= bits_x, bits/dim,
         the training loss), log_px (log p(x + u)), log_q (log q(u|x)), log_ratio (log_px -
         log_q, nats). training: dropout on (seed [2] draws the masks; random if None)."""
@@ -195,7 +205,7 @@ class FlowPP(keras.Model):
         return {"loss": bits, "bits_x": bits, "log_px": log_px, "log_q": log_q,
                 "log_ratio": log_ratio}
 
-    def bits_per_dim(self, x_uint8, noise=None, seed=None):
+    def bits_per_dim(self, x_uint8, y=None, noise=None, seed=None):
         """One-sample bits/dim [B] of uint8 images (eval mode: no dropout)."""
         return self.loss_terms(x_uint8, noise=noise, seed=seed)["bits_x"]
 
@@ -231,7 +241,7 @@ class FlowPP(keras.Model):
         return -log_mean / (self.config.n_dims * np.log(2.0))
 
     # ----------------------------------------------------------------- sampling
-    def sample(self, n, temperature=1.0, seed=None):
+    def sample(self, n, temperature=1.0, y=None, seed=None):
         """n uint8 images [n, H, W, C] from z ~ N(0, temperature^2 I)."""
         n = int(n)
         if n < 1:
@@ -241,24 +251,35 @@ class FlowPP(keras.Model):
              else tf.random.stateless_normal(shape, [int(seed), 0]))
         return self.postprocess(self.decode_with_logdet(z * temperature)[0])
 
-    # ----------------------------------------------------------------- init
-    @property
-    def is_initialized(self):
-        return bool(self.initialized.numpy())
+    # ----------------------------------------------------------------- family (tfglow.family)
+    def bin_centres(self, x_uint8):
+        """uint8 [B, H, W, C] -> float32 pixel values + 0.5, the centre of each bin."""
+        return self.preprocess(x_uint8) + 0.5
 
+    def draw_noise(self, shape, seed):
+        """The noise loss_terms takes, from seed [2]: eps ~ N(0, I) of the variational
+        dequantizer, or u ~ U[0, 1) for uniform dequantization."""
+        if self.config.dequantization == "variational":
+            return tf.random.stateless_normal(shape, seed)
+        return tf.random.stateless_uniform(shape, seed)
+
+    def init_pass(self, x_uint8, y=None, noise=None, seed=None):
+        """The official data-dependent init's pass (see `initialize`): dropout on, seed [2]."""
+        checkpoint, self.gradient_checkpointing = self.gradient_checkpointing, False
+        try:
+            self.loss_terms(x_uint8, noise=noise, seed=seed, training=True)
+        finally:
+            self.gradient_checkpointing = checkpoint
+
+    # ----------------------------------------------------------------- init
     def initialize(self, x_uint8, seed=None):
         """Official data-dependent init (flow_training.py:119-125): one forward pass of the
         dequantizer and the flow on this batch (dropout on), each Norm, convolution and 1x1
         setting itself from its input in turn. Once; returns True if it initialised."""
         if self.is_initialized:
             return False
-        s = [self.config.seed if seed is None else int(seed), 1]
-        checkpoint, self.gradient_checkpointing = self.gradient_checkpointing, False
-        try:
-            with data_dependent_init():
-                self.loss_terms(x_uint8, seed=s, training=True)
-        finally:
-            self.gradient_checkpointing = checkpoint
+        with data_dependent_init():
+            self.init_pass(x_uint8, seed=[self.config.seed if seed is None else int(seed), 1])
         self.initialized.assign(1.0)
         return True
 
@@ -287,29 +308,6 @@ class FlowPP(keras.Model):
         return tfd.TransformedDistribution(base, tfb.Invert(self.bijector))
 
     # ----------------------------------------------------------------- checks
-    def _check_images(self, x, name):
-        dtype = getattr(x, "dtype", None)
-        if dtype is None or tf.as_dtype(dtype) != tf.uint8:
-            raise TypeError(f"{name} must be uint8 images [B, H, W, C] with values 0..255, got "
-                            f"dtype {dtype}")
-        return self._check_shape(tf.convert_to_tensor(x), name)
-
-    def _check_float_images(self, x, name):
-        x = tf.convert_to_tensor(x)
-        if not x.dtype.is_floating:
-            raise TypeError(f"{name} must be float pixel values in [0, 256) (model.preprocess "
-                            f"plus dequantization noise); got dtype {x.dtype.name}")
-        return self._check_shape(tf.cast(x, tf.float32), name)
-
-    def _check_shape(self, x, name):
-        expected = self.config.image_shape
-        got = tuple(x.shape[1:]) if x.shape.rank is not None else None
-        if x.shape.rank != 4 or any(g is not None and g != e for g, e in zip(got, expected)):
-            raise ValueError(f"{name} must have shape [B, {', '.join(map(str, expected))}] "
-                             f"(image_size={self.config.image_size}, "
-                             f"n_channels={self.config.n_channels}); got {x.shape}")
-        return x
-
     def _check_latent(self, zs):
         z = zs[0] if isinstance(zs, (list, tuple)) and len(zs) == 1 else zs
         if isinstance(z, (list, tuple)):

@@ -15,7 +15,7 @@ import os
 import tensorflow as tf
 
 from tfglow.config import GlowConfig
-from tfglow.model import Glow
+from tfglow.family import get_family
 
 HPARAMS = "hparams.json"
 
@@ -39,6 +39,11 @@ def read_hparams(logdir):
 
 
 def model_config_from_hparams(hparams):
+    """The model config of a run: Glow's from its flags, another family's (hparams "model")
+    from its resolved "family_config"."""
+    family = hparams.get("model", "glow")
+    if family != "glow":
+        return get_family(family).config_class.from_dict(hparams["family_config"])
     names = GlowConfig.__dataclass_fields__
     return GlowConfig(**{k: hparams[k] for k in names if k in hparams})
 
@@ -63,12 +68,13 @@ def logdir_of(checkpoint):
 
 
 def load_trained(path, use_polyak=True):
-    """(model, hparams dict) from a logdir or checkpoint; Polyak-averaged weights by default."""
+    """(model, hparams dict) from a logdir or checkpoint; Polyak-averaged (Flow++: EMA)
+    weights by default. Any model family (hparams "model")."""
     from tfglow.optim import make_optimizer
 
     checkpoint = resolve_checkpoint(path)
     hparams = read_hparams(logdir_of(checkpoint))
-    model = Glow(model_config_from_hparams(hparams))
+    model = get_family(hparams.get("model", "glow")).build(model_config_from_hparams(hparams))
     optimizer = make_optimizer(hparams.get("optimizer", "adamax"), lr=hparams.get("lr", 1e-3),
                                beta1=hparams.get("beta1", 0.9), train_its=2,
                                polyak=not hparams.get("no_polyak", False))

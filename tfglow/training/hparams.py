@@ -15,6 +15,14 @@ Derived values follow the original `train.py`:
 Resuming (--restore_path, or --restore_if_exists on a logdir with checkpoints): flags that fix
 the checkpoint's structure (RUN_FLAGS) and are not given take the run's values from its
 hparams.json; given ones must equal the run's, else a ValueError names each that differs.
+
+Other model families (`--model flowpp`, tfglow.family): the model is the family's config from
+`--preset` (e.g. flowpp_cifar10; a family's preset also selects it), else the problem's
+CPU-sized preset (digits), else the config's defaults, with image_size and n_channels of the
+data and `--model_set KEY=VALUE ...` overrides; it is stored resolved as `family_config`.
+Glow's model flags (--depth, --width, ...) do not apply. Unset training flags take the
+family's defaults (Flow++: tfglow.family.FLOWPP_TRAINING, the official optimizer), then
+FAMILY_PROBLEM_DEFAULTS, then the general ones. For Glow every flag resolves as before.
 """
 import argparse
 import dataclasses
@@ -23,6 +31,7 @@ import math
 import os
 
 from tfglow.config import PRESETS, GlowConfig
+from tfglow.family import FAMILIES, family_of_preset, get_family
 from tfglow.training.problems import get_problem
 
 #: The original's model flags and defaults (None in the parser = "not given").
@@ -34,6 +43,20 @@ PROBLEM_DEFAULTS = {
     "digits": dict(PRESETS["digits"], anchor_size=8, n_train=1500, n_batch_init=256,
                    epochs_warmup=1, epochs_full_valid=1, epochs_full_sample=5),
 }
+
+#: Per (family, problem): training defaults of the CPU-sized runs. Flow++ on digits runs a
+#: few hundred steps, so a short warmup, a larger lr and an EMA horizon of ~100 steps (0.999
+#: would still hold 60% of the initial weights after 500 steps).
+FAMILY_PROBLEM_DEFAULTS = {
+    ("flowpp", "digits"): dict(anchor_size=8, n_train=1500, lr=1e-3, warmup_steps=50,
+                               ema_decay=0.99, epochs_full_sample=5),
+}
+
+
+def number(text):
+    """An int if integral ("2" -> 2), else a float ("0.5"): fractional epochs keep ints."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def build_parser():
@@ -58,15 +81,17 @@ def build_parser():
       help="Validation minibatch per replica (default: the original's table from the train batch)")
     a("--n_batch_init", type=int, default=None, help="Minibatch size for data-dependent init (default 256)")
     a("--optimizer", type=str, default=None, help="adam or adamax (default adamax)")
-    a("--lr", type=float, default=0.001, help="Base learning rate")
+    a("--lr", type=float, default=None, help="Base learning rate (default 0.001; Flow++ 3e-4)")
     a("--beta1", type=float, default=0.9, help="Adam beta1")
     a("--polyak_epochs", type=float, default=1, help="Nr of averaging epochs for Polyak and beta2")
     a("--weight_decay", type=float, default=1.0, help="Weight decay. Switched off by default.")
     a("--epochs", type=int, default=1000000, help="Total number of training epochs")
-    a("--epochs_warmup", type=int, default=None, help="Warmup epochs (default 10)")
+    a("--epochs_warmup", type=number, default=None,
+      help="Warmup epochs, may be fractional (default 10; Flow++ 0: --warmup_steps)")
     a("--epochs_full_valid", type=int, default=None, help="Epochs between valid (default 50)")
-    a("--gradient_checkpointing", type=int, default=1,
-      help="0 plain backprop, 1 recompute each flow step (the original), 2 reversible")
+    a("--gradient_checkpointing", type=int, default=None,
+      help="0 plain backprop, 1 recompute each flow step (the original; Flow++ default 0), "
+           "2 reversible (Glow only)")
     a("--image_size", type=int, default=-1, help="Image size")
     a("--anchor_size", type=int, default=None, help="Anchor size for deciding batch size (default 32)")
     a("--width", type=int, default=None, help="Width of hidden layers (default 512)")
@@ -83,7 +108,22 @@ def build_parser():
       help="Type of flow. 0=reverse (realnvp), 1=shuffle, 2=invconv (ours), 3=LU invconv")
     a("--flow_coupling", type=int, default=None, help="Coupling type: 0=additive, 1=affine")
     # --- tfglow's additions
-    a("--preset", type=str, default=None, help=f"Take unset model flags from a paper run: {sorted(PRESETS)}")
+    a("--model", choices=sorted(FAMILIES), default=None,
+      help="Model family (default glow, or the family of --preset)")
+    a("--preset", type=str, default=None,
+      help="Take unset model flags from a paper run: "
+           f"{sorted(k for f in FAMILIES.values() for k in f.presets)}")
+    a("--model_set", nargs="+", action="extend", default=None, metavar="KEY=VALUE",
+      help="Fields of a non-Glow model's config, e.g. --model_set filters=48 blocks=4 "
+           "(repeatable; a later KEY wins)")
+    a("--warmup_steps", type=int, default=None,
+      help="Linear warmup over this many steps (replaces --epochs_warmup; Flow++ 2000)")
+    a("--grad_clip", type=float, default=None,
+      help="Clip the replica-averaged gradients at this global norm (0 = off; Flow++ 1.0)")
+    a("--beta2", type=float, default=None,
+      help="Adam/Adamax beta2 (default the original's 1 - 1/(train_its * polyak_epochs))")
+    a("--ema_decay", type=float, default=None,
+      help="Decay of the weight average used for validation (default beta2; Flow++ 0.999)")
     a("--distribute", choices=["auto", "none", "mirrored", "multiworker", "horovod"], default="auto",
       help="auto: mirrored over all GPUs if >1, multiworker if TF_CONFIG is set, else none")
     a("--xla", action="store_true", help="Compile the train step with XLA")
@@ -153,12 +193,21 @@ class TrainConfig:
     restore_if_exists: bool
     deterministic: bool
     no_progress: bool
+    model: str
+    model_set: list
+    warmup_steps: int
+    grad_clip: float
+    beta2: float
+    ema_decay: float
     # derived
     n_y: int = 10
     n_channels: int = 3
     rnd_crop: bool = False
+    family_config: dict = None   # a non-Glow family's resolved config (its to_dict())
 
     def model_config(self):
+        if self.model != "glow":
+            return get_family(self.model).config_class.from_dict(self.family_config)
         return GlowConfig(image_size=self.image_size, n_levels=self.n_levels, depth=self.depth,
                           width=self.width, flow_permutation=self.flow_permutation,
                           flow_coupling=self.flow_coupling, learntop=self.learntop,
@@ -191,10 +240,11 @@ class TrainConfig:
 
 _GENERAL_DEFAULTS = dict(n_train=50000, n_batch_init=256, epochs_warmup=10, epochs_full_valid=50,
                          anchor_size=32, epochs_full_sample=50, dal=1, optimizer="adamax",
-                         no_polyak=False)
+                         no_polyak=False, lr=0.001, gradient_checkpointing=1, warmup_steps=0,
+                         grad_clip=0.0)
 
 #: Flags a checkpoint's structure depends on: taken from the run when resuming.
-RUN_FLAGS = tuple(MODEL_DEFAULTS) + ("image_size", "optimizer", "no_polyak")
+RUN_FLAGS = tuple(MODEL_DEFAULTS) + ("image_size", "optimizer", "no_polyak", "model")
 
 
 def original_test_batch(local_batch_train):
@@ -209,18 +259,34 @@ def original_test_batch(local_batch_train):
 def resolve(args):
     """argparse Namespace -> TrainConfig, filling unset flags as documented above."""
     values = vars(args).copy()
+    glow_flags_given = [n for n in MODEL_DEFAULTS if values.get(n) is not None]
     run = run_hparams(values)
     if run is not None:
         _take_run_flags(values, run[1])
+    family = _family(values)
+    values["model"] = family.name
     problem_defaults = dict(PROBLEM_DEFAULTS.get(values["problem"], {}))
-    preset = {}
-    if values["preset"]:
-        if values["preset"] not in PRESETS:
-            raise ValueError(f"--preset {values['preset']!r} is not known; choose from {sorted(PRESETS)}")
-        preset = PRESETS[values["preset"]]
-    for name in list(MODEL_DEFAULTS) + list(_GENERAL_DEFAULTS):
+    preset = family.presets[values["preset"]] if values["preset"] else {}
+    if family.name == "glow":
+        sources = (preset, problem_defaults, MODEL_DEFAULTS, _GENERAL_DEFAULTS)
+        names = list(MODEL_DEFAULTS) + list(_GENERAL_DEFAULTS)
+        if values["model_set"]:
+            raise ValueError("--model_set is for other model families (--model); Glow's model "
+                             "flags are --depth, --width, ...")
+    else:
+        if glow_flags_given:
+            raise ValueError(f"--{glow_flags_given[0]} is a Glow flag; --model {family.name} "
+                             "takes its model from --preset and --model_set KEY=VALUE")
+        # Glow's model flags do not apply; what they say is fixed for these families.
+        values.update(dict.fromkeys(MODEL_DEFAULTS), ycond=False, n_bits_x=8, weight_y=0.0)
+        if not values["preset"]:
+            preset = family.presets.get(family.problem_presets.get(values["problem"]), {})
+        sources = (FAMILY_PROBLEM_DEFAULTS.get((family.name, values["problem"]), {}),
+                   family.train_defaults, _GENERAL_DEFAULTS)
+        names = sorted({k for source in sources for k in source})
+    for name in names:
         if values.get(name) is None:
-            for source in (preset, problem_defaults, MODEL_DEFAULTS, _GENERAL_DEFAULTS):
+            for source in sources:
                 if name in source:
                     values[name] = source[name]
                     break
@@ -244,12 +310,72 @@ def resolve(args):
             n_y = int(manifest.get("num_classes") or 1)
     if values["image_size"] == -1:
         values["image_size"] = image_size
+    family_config = None
+    if family.name != "glow":
+        family_config = _family_config(family, preset, values, n_channels, run)
     cfg = TrainConfig(**values, n_y=n_y, n_channels=n_channels,
-                      rnd_crop=bool(problem and problem.rnd_crop))
+                      rnd_crop=bool(problem and problem.rnd_crop), family_config=family_config)
     _check(cfg)
     if run is not None:
         check_resume(cfg, *run)
     return cfg
+
+
+def _family(values):
+    """The model family of --model, else of --preset, else Glow; a ValueError if they differ."""
+    preset = values["preset"]
+    owner = family_of_preset(preset) if preset else None
+    if preset and owner is None:
+        known = sorted(k for f in FAMILIES.values() for k in f.presets)
+        raise ValueError(f"--preset {preset!r} is not known; choose from {known}")
+    name = values["model"] or (owner.name if owner else "glow")
+    family = get_family(name)
+    if owner is not None and owner is not family:
+        raise ValueError(f"--preset {preset!r} is a {owner.name} preset, not one of --model "
+                         f"{name}: drop --model or choose from {sorted(family.presets)}")
+    return family
+
+
+def _family_config(family, preset, values, n_channels, run):
+    """The family's config as a dict: preset, the data's image_size and n_channels, the seed,
+    then --model_set; on resume without --preset / --model_set, the run's."""
+    if run is not None and run[1].get("family_config") and not values["preset"] \
+            and not values["model_set"]:
+        return run[1]["family_config"]
+    cls = family.config_class
+    fields = {**preset, "image_size": values["image_size"], "n_channels": n_channels,
+              "seed": values["seed"]}
+    fields.update(parse_model_set(cls, values["model_set"] or []))
+    try:
+        return cls(**fields).to_dict()
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"--model {family.name} config: {e}") from None
+
+
+def parse_model_set(cls, items):
+    """["filters=48", "attention=false", "stages=column:2,squeeze"] -> typed fields of the
+    dataclass `cls` (types from its defaults; tuples are comma-separated)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or key not in fields:
+            raise ValueError(f"--model_set {item!r}: expected KEY=VALUE with KEY one of "
+                             f"{sorted(fields)}")
+        kind = type(fields[key].default)
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1")
+            elif kind is tuple:
+                value = tuple(v for v in text.split(",") if v)
+            else:
+                value = kind(text)
+        except ValueError:
+            raise ValueError(f"--model_set {item!r}: {key} takes a {kind.__name__}") from None
+        out[key] = value
+    return out
 
 
 def resume_dir(values):
@@ -293,6 +419,10 @@ def check_resume(cfg, run_dir, run):
     for name in RUN_FLAGS + ("n_y", "n_channels"):
         if name in run and _differs(run[name], given[name]):
             diffs.append(f"--{name}: run {run[name]!r}, given {given[name]!r}")
+    ran, now = run.get("family_config") or {}, given["family_config"] or {}
+    for name in sorted(set(ran) | set(now)):
+        if ran and now and _differs(ran.get(name), now.get(name)):
+            diffs.append(f"{given['model']} {name}: run {ran.get(name)!r}, given {now.get(name)!r}")
     if diffs:
         raise ValueError(f"cannot resume {run_dir}: flags differ from the "
                          f"run's ({'; '.join(diffs)}); drop them to take the run's values, or use "
@@ -334,6 +464,20 @@ def _check(cfg):
         raise ValueError(f"--gradient_checkpointing={cfg.gradient_checkpointing} must be 0, 1 or 2")
     if cfg.optimizer not in ("adam", "adamax"):
         raise ValueError(f"--optimizer={cfg.optimizer!r} must be adam or adamax")
+    if cfg.model != "glow":
+        if cfg.gradient_checkpointing not in (0, 1):
+            raise ValueError(f"--gradient_checkpointing={cfg.gradient_checkpointing}: --model "
+                             f"{cfg.model} recomputes each step (1) or not (0)")
+        if cfg.precision != "float32":
+            raise ValueError(f"--precision {cfg.precision}: --model {cfg.model} trains in float32")
+    for name in ("warmup_steps", "grad_clip"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{name}={getattr(cfg, name)} must be >= 0")
+    if cfg.epochs_warmup < 0:
+        raise ValueError(f"--epochs_warmup={cfg.epochs_warmup} must be >= 0")
+    for name in ("beta2", "ema_decay"):
+        if getattr(cfg, name) is not None and not 0.0 < getattr(cfg, name) < 1.0:
+            raise ValueError(f"--{name}={getattr(cfg, name)} must be in (0, 1)")
     if cfg.inference and cfg.validate_only:
         raise ValueError("--inference and --validate_only are separate modes: give one")
     cfg.model_config()  # validates the model flags, naming the field

@@ -1,21 +1,30 @@
 """The compiled train step, shared by the trainer and benchmarks/train_step.py.
 
     step(batch=(x uint8 [B, H, W, C], y int [B]), step int64) -> mean stats over replicas
-        loss, bits_x, bits_y, pred_error, grad_norm (of this replica's averaged-loss gradients)
+        the model's loss_terms (Glow: loss, bits_x, bits_y, pred_error) and grad_norm (of this
+        replica's averaged-loss gradients; with clipping, of the replica-averaged ones)
 
 One tf.function: dequantisation noise, forward, backward, gradient averaging over replicas
-(by the optimizer, or Horovod's tape), the optimizer update and the Polyak average. With
+(by the optimizer, or Horovod's tape), clipping at a global norm if `clip_norm` (Flow++:
+the replica-averaged gradients, as the official code), the optimizer update and the Polyak
+average. Randomness is keyed by the step, each replica taking its rows of the global batch's
+draw (tfglow.replica_noise): the dequantisation noise from [seed, step] and the dropout masks
+(Flow++) from fold_in([seed, step], 1), so runs resume exactly and do not depend on the
+number of replicas. With
 `xla` on a single replica, XLA compiles the whole step (noise, forward, backward, update);
 with several replicas or Horovod it compiles the forward and backward pass and the update
 stays outside, where the all-reduce of the distribution strategy or Horovod happens.
 """
 import tensorflow as tf
 
+from tfglow import replica_noise
+
 
 class TrainStep:
-    def __init__(self, model, optimizer, runtime, seed=0, xla=False):
+    def __init__(self, model, optimizer, runtime, seed=0, xla=False, clip_norm=0.0):
         self.model, self.optimizer, self.rt = model, optimizer, runtime
         self.seed = int(seed)
+        self.clip_norm = float(clip_norm or 0.0)
         self.params = model.trainable_variables
         single = runtime.hvd is None and runtime.num_replicas == 1
         self._xla_whole_step = xla and single
@@ -32,21 +41,30 @@ class TrainStep:
         # Global over all workers for tf.distribute strategies (multiworker included).
         return tf.distribute.get_replica_context().replica_id_in_sync_group
 
+    def step_seed(self, step):
+        return tf.stack([tf.constant(self.seed, tf.int64), step])
+
     def noise(self, x, step):
         """This replica's slice of the global batch's dequantisation noise for `step`.
 
         Drawing the global batch's noise and slicing it makes the run independent of how the
         batch is split over replicas (one device with batch B == two replicas with B / 2).
         """
-        b = tf.shape(x)[0]
-        shape = tf.concat([[b * self.rt.num_replicas], tf.shape(x)[1:]], axis=0)
-        noise = tf.random.stateless_uniform(shape, tf.stack([tf.constant(self.seed, tf.int64), step]))
-        start = tf.cast(self.replica_index(), tf.int32) * b
-        return noise[start:start + b]
+        return replica_noise.rows(self.model.draw_noise, tf.shape(x), self.step_seed(step),
+                                  self.rt.num_replicas, self.replica_index())
 
-    def loss_and_grads(self, x, y, noise):
+    def dropout_seed(self, step):
+        """The seed [2] (int32) of the model's dropout masks at `step`."""
+        return tf.cast(tf.random.experimental.stateless_fold_in(self.step_seed(step), 1),
+                       tf.int32)
+
+    def replica_batch(self):
+        """Context: random draws of the model take this replica's rows of the global batch."""
+        return replica_noise.replica_batch(self.rt.num_replicas, self.replica_index())
+
+    def loss_and_grads(self, x, y, noise, seed=None):
         with tf.GradientTape() as tape:
-            terms = self.model.loss_terms(x, y, noise=noise)
+            terms = self.model.loss_terms(x, y, noise=noise, seed=seed, training=True)
             loss = tf.reduce_mean(terms["loss"])
         if self.rt.hvd is not None:
             tape = self.rt.hvd.DistributedGradientTape(tape)
@@ -57,10 +75,26 @@ class TrainStep:
         return {k: tf.reduce_mean(v) for k, v in terms.items()}, grads
 
     def _replica_step(self, x, y, step):
-        stats, grads = self._loss_and_grads(x, y, self.noise(x, step))
+        with self.replica_batch():
+            stats, grads = self._loss_and_grads(x, y, self.noise(x, step),
+                                                self.dropout_seed(step))
+        if self.clip_norm > 0:
+            grads = self._mean_over_replicas(grads)
+            norm = tf.linalg.global_norm(grads)
+            grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
+        else:
+            norm = tf.linalg.global_norm(grads)
         self.optimizer.apply_gradients(zip(grads, self.params))
-        stats["grad_norm"] = tf.linalg.global_norm(grads)
+        stats["grad_norm"] = norm
         return stats
+
+    def _mean_over_replicas(self, grads):
+        """The replica-averaged gradients on every replica (Horovod's tape has averaged them);
+        the optimizer's own averaging of equal gradients then changes nothing."""
+        ctx = tf.distribute.get_replica_context()
+        if self.rt.hvd is None and ctx is not None and ctx.num_replicas_in_sync > 1:
+            return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
+        return grads
 
     def _build(self):
         rt = self.rt

@@ -1,9 +1,13 @@
-"""The training loop of train.py: the original's schedule, made dependable.
+"""The training loop of train.py: the original's schedule, made dependable, for every model
+family (tfglow.family: Glow, Flow++).
 
 Per step (one compiled function, no Python work inside):
     lr = lr0 * min(1, n_processed / (n_train * epochs_warmup))      (set before the step)
-    loss = mean(bits_x + weight_y * bits_y) on dequantised images (noise keyed by step, replica)
-    grads averaged over replicas -> Adamax/Adam with multiplicative decay -> Polyak average
+       = lr0 * min(1, step / warmup_steps)         with --warmup_steps (Flow++: 2000)
+    loss = mean of the model's loss_terms["loss"] (Glow: bits_x + weight_y * bits_y) on
+           dequantised images (noise and dropout keyed by step, replica)
+    grads averaged over replicas [-> clipped at --grad_clip] -> Adamax/Adam with
+    multiplicative decay -> Polyak average (Flow++: an EMA of decay --ema_decay)
 Per epoch (`train_its` steps of n_batch_train * replicas images): train.txt, a full validation
 every `epochs_full_valid` epochs (Polyak weights; best checkpoint kept), sample grids at the
 original's temperatures on the original's schedule (`schedule`). The data-dependent init uses
@@ -28,12 +32,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfglow import objective
 from tfglow.actnorm import data_dependent_init
 from tfglow.data import DataError, effective_dal, make_dataset
 from tfglow.evaluation import evaluate_split
+from tfglow.family import get_family
 from tfglow.grid import image_grid, save_png
-from tfglow.model import Glow
 from tfglow.optim import make_optimizer, warmup_lr
 from tfglow.training.checkpoints import resolve_checkpoint, write_hparams
 from tfglow.training.distribute import make_runtime
@@ -43,7 +46,6 @@ from tfglow.training.problems import PROBLEMS
 
 #: The original's sampling temperatures.
 TEMPERATURES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-STATS = ("loss", "bits_x", "bits_y", "pred_error")
 
 
 def schedule(epoch, epochs_full_valid, epochs_full_sample):
@@ -57,8 +59,25 @@ def schedule(epoch, epochs_full_valid, epochs_full_sample):
     return validate, sample
 
 
+def learning_rate(hps, step, num_replicas):
+    """The learning rate of `step` (0-based): --warmup_steps' linear ramp, 0 at step 0 as
+    the official Flow++ code (run_cifar.py), else the original's warmup over epochs."""
+    if hps.warmup_steps:
+        return hps.lr * min(1.0, step / hps.warmup_steps)
+    return warmup_lr(hps.lr, step * num_replicas * hps.n_batch_train, hps.n_train,
+                     hps.epochs_warmup)
+
+
 def warmup_warning(hps, num_replicas, total_steps):
     """A warning when the run ends before the linear warmup reaches --lr, else None."""
+    if hps.warmup_steps:
+        last = max(total_steps - 1, 0)
+        if total_steps < 1 or last >= hps.warmup_steps:
+            return None
+        return (f"warning: the warmup (--warmup_steps {hps.warmup_steps}) is longer than this "
+                f"run ({total_steps} steps): the learning rate peaks at "
+                f"{learning_rate(hps, last, num_replicas):.3g} and never reaches --lr "
+                f"{hps.lr:g}; lower --warmup_steps for a short run")
     per_step = num_replicas * hps.n_batch_train
     warmup_images = hps.n_train * hps.epochs_warmup
     last = max(total_steps - 1, 0) * per_step  # n_processed before the last step
@@ -92,19 +111,21 @@ class Trainer:
         self.strategy = self.rt.strategy
         self.train_its = int(math.ceil(hps.n_train / (hps.n_batch_train * self.rt.num_replicas)))
         self._check_data()
+        self.family = get_family(hps.model)
         with self.strategy.scope():
-            self.model = Glow(hps.model_config(), gradient_checkpointing=hps.gradient_checkpointing,
-                              precision=hps.precision)
+            self.model = self.family.build(hps.model_config(),
+                                           gradient_checkpointing=hps.gradient_checkpointing,
+                                           precision=hps.precision)
             self.optimizer = make_optimizer(
                 hps.optimizer, lr=hps.lr, beta1=hps.beta1, train_its=max(2, self.train_its),
                 polyak_epochs=hps.polyak_epochs, weight_decay=hps.weight_decay,
-                polyak=not hps.no_polyak)
+                polyak=not hps.no_polyak, beta2=hps.beta2, polyak_decay=hps.ema_decay)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_test = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_test")
         self.params = self.model.trainable_variables
-        self.stats = STATS if hps.ycond else tuple(k for k in STATS if k != "pred_error")
+        self.stats = self.model.stats
         self.train_iter = iter(self._train_dataset(self._shard))
         self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                         epoch=self.epoch, best_test=self.best_test)
@@ -117,7 +138,8 @@ class Trainer:
         self.data_manager = tf.train.CheckpointManager(
             self.data_ckpt, os.path.join(hps.logdir, "data", f"worker{self.rt.worker_index}"),
             max_to_keep=3)
-        self.train_step = TrainStep(self.model, self.optimizer, self.rt, hps.seed, hps.xla)
+        self.train_step = TrainStep(self.model, self.optimizer, self.rt, hps.seed, hps.xla,
+                                    clip_norm=hps.grad_clip)
 
     # ------------------------------------------------------------------ data
     def _check_data(self):
@@ -184,13 +206,14 @@ class Trainer:
     def initialize(self):
         """Data-dependent init on n_batch_init images per replica, moments averaged over all."""
         batch = self.init_batch()
-        hps, rt = self.hps, self.rt
+        rt, step = self.rt, self.train_step
 
         def ddi(x, y):
-            noise = self.train_step.noise(x, tf.constant(-1, tf.int64))
-            xt = objective.dequantize(self.model.preprocess(x), hps.n_bits_x, noise=noise)
-            with data_dependent_init(**({"mean_fn": rt.mean_over_workers} if rt.hvd else {})):
-                self.model.encode_with_logdet(xt, tf.zeros_like(y) if hps.ycond else None)
+            init_step = tf.constant(-1, tf.int64)
+            with step.replica_batch(), data_dependent_init(
+                    **({"mean_fn": rt.mean_over_workers} if rt.hvd else {})):
+                self.model.init_pass(x, y, noise=step.noise(x, init_step),
+                                     seed=step.dropout_seed(init_step))
             return tf.constant(0)
 
         if rt.hvd is not None:
@@ -262,7 +285,7 @@ class Trainer:
         with self._eval_model():
             for images, labels in ds:
                 images = images.numpy()
-                y = labels.numpy() if hps.ycond else None
+                y = labels.numpy() if self.model.conditional else None
                 z = encode_images(self.model, images, y)
                 xs.append(decode_latents(self.model, z, y))
                 zs.append(np.concatenate([l.reshape(len(images), -1) for l in z], axis=1))
@@ -276,7 +299,7 @@ class Trainer:
 
     @contextlib.contextmanager
     def _eval_model(self):
-        """Validation and samples: Polyak weights (unless --no_polyak) and float32 throughout."""
+        """Validation and samples: Polyak / EMA weights (unless --no_polyak), float32 throughout."""
         polyak = (contextlib.nullcontext() if self.hps.no_polyak or not self.optimizer.polyak.enabled
                   else self.optimizer.polyak.swapped(self.params))
         precision = self.model.precision
@@ -392,8 +415,7 @@ class Trainer:
     def _one_step(self):
         hps = self.hps
         step = int(self.step.numpy())
-        lr = warmup_lr(hps.lr, step * self.rt.num_replicas * hps.n_batch_train, hps.n_train,
-                       hps.epochs_warmup)
+        lr = learning_rate(hps, step, self.rt.num_replicas)
         self.optimizer.set_learning_rate(lr)
         batch = self._next_batch(self.train_iter)
         stats = {k: float(v) for k, v in self.train_step(batch, step).items()
