@@ -11,6 +11,9 @@ import resource
 import sys
 import time
 
+# The CPU kernels `import tfglow` selects (tfglow/__init__.py), for scripts that import
+# TensorFlow before tfglow.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 

@@ -2,7 +2,8 @@
 inverses of the mixture-logistic CDF.
 
     python benchmarks/flowpp.py [--batch 8] [--steps 3] [--filters 96 48] [--reps 2]
-        [--port_json /path/to/port_figures.json] [--out benchmarks/results/flowpp.json]
+        [--onednn 1 0] [--port_json /path/to/port_figures.json]
+        [--out benchmarks/results/flowpp.json]
 
 Train rows (the cifar10 preset, 31.4M parameters, and a width-48 variant with 48 filters in the
 flow and the dequantizer; batch 8; gradient checkpointing off and on), each in a fresh
@@ -16,12 +17,16 @@ data-dependent init. Fields:
   step_memory_mb        peak RSS during the timed steps minus the RSS before them (the peak is
                         reset through /proc/self/clear_refs; glibc returns freed buffers,
                         MALLOC_MMAP_THRESHOLD_): activations kept for backprop, gradients, Adam
+Every row is run with each --onednn setting (TF_ENABLE_ONEDNN_OPTS of the worker; `import
+tfglow` sets 1 unless the environment says otherwise; field "onednn").
 Mixture-inverse rows: the inverse of the mixture CDF alone (compiled) on the stage-1 shape
 [8, 32, 16, 3] with K = 32 random logistics, error against the float64 root.
 Inverse rows (cifar10 preset after the data-dependent init; trained weights would change the
 root-finding work): compiled sampling of a batch (z ~ N(0, 1) -> decode -> uint8) with the
 official bisection and with Chandrupatla's per-element root finder; median of --reps calls,
-and the round-trip error max|decode(encode(x + u)) - (x + u)| in pixel units.
+and the round-trip error max|decode(encode(x + u)) - (x + u)| in pixel units, of the float32
+flow (encode_with_logdet / decode_with_logdet, as training and sampling) and of the exact
+`encode` / `decode` (float64), on eight scikit-image photos resized to 32x32.
 --port_json merges figures of a port measured by hand beside this run (see the README).
 """
 import argparse
@@ -112,6 +117,7 @@ def inverse_worker(args):
     import tensorflow as tf
 
     model, x, _ = _model(args, inverse=args.method)
+    x = tf.constant(_photos(model.config.image_size))
 
     @tf.function(autograph=False)
     def sample(seed):
@@ -122,7 +128,9 @@ def inverse_worker(args):
     def roundtrip(x):
         xu, _ = model.dequantize(model.preprocess(x), seed=tf.constant([3, 4]))
         z, _ = model.encode_with_logdet(xu)
-        return tf.reduce_max(tf.abs(model.decode_with_logdet(z)[0] - xu))
+        exact = model.decode(model.encode(xu))
+        return (tf.reduce_max(tf.abs(model.decode_with_logdet(z)[0] - xu)),
+                tf.reduce_max(tf.abs(exact - xu)))
 
     t0 = time.perf_counter()
     sample(tf.constant([0, 0])).numpy()
@@ -132,10 +140,25 @@ def inverse_worker(args):
         t0 = time.perf_counter()
         sample(tf.constant([1, i])).numpy()
         times.append(time.perf_counter() - t0)
-    err = float(roundtrip(x))
+    err, exact_err = (float(e) for e in roundtrip(x))
     return {"row": "inverse", "method": args.method, "filters": args.filters,
             "batch": args.batch, "sample_s": round(float(np.median(times)), 3),
-            "first_call_s": round(first, 1), "roundtrip_max_abs_error": err}
+            "first_call_s": round(first, 1), "roundtrip_max_abs_error": err,
+            "exact_roundtrip_max_abs_error": exact_err}
+
+
+def _photos(size, n=8):
+    """n scikit-image sample photos (RGB) resized to size x size, uint8 [n, size, size, 3]."""
+    import numpy as np
+    import skimage.data
+    import skimage.transform
+
+    names = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "cat",
+             "retina", "colorwheel"]
+    out = [(skimage.transform.resize(getattr(skimage.data, name)()[..., :3], (size, size),
+                                     anti_aliasing=True) * 255).astype(np.uint8)
+           for name in names[:n]]
+    return np.stack(out)
 
 
 def mixture_worker(args):
@@ -171,19 +194,20 @@ def mixture_worker(args):
             "max_abs_error_vs_x": float(np.abs(out - x).max())}
 
 
-def run_worker(args, extra):
+def run_worker(args, extra, onednn):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", *extra,
            "--batch", str(args.batch), "--steps", str(args.steps), "--reps", str(args.reps)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MALLOC_MMAP_THRESHOLD_="65536")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MALLOC_MMAP_THRESHOLD_="65536",
+               TF_ENABLE_ONEDNN_OPTS=onednn)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
     if proc.returncode != 0 or not lines:
-        return {"args": extra, "error": proc.stderr[-2000:]}
-    return json.loads(lines[-1][len(MARK):])
+        return {"args": extra, "onednn": onednn, "error": proc.stderr[-2000:]}
+    return {**json.loads(lines[-1][len(MARK):]), "onednn": onednn}
 
 
 def print_table(rows):
-    cols = [("filters", 7), ("gradient_checkpointing", 5), ("images_per_s", 8),
+    cols = [("filters", 7), ("onednn", 6), ("gradient_checkpointing", 5), ("images_per_s", 8),
             ("step_s", 8), ("train_gflop_per_image", 8), ("achieved_gflops", 8),
             ("peak_fraction", 6), ("step_memory_mb", 9)]
     names = {"gradient_checkpointing": "ckpt", "images_per_s": "img/s",
@@ -193,10 +217,13 @@ def print_table(rows):
     for r in rows:
         if r.get("row") == "train":
             print(" ".join(f"{r.get(k)!s:>{w}}" for k, w in cols))
-    print(f"\n{'method':>13} {'sample s':>9} {'roundtrip err':>14}")
+    print(f"\n{'method':>13} {'onednn':>6} {'sample s':>9} {'float32 rt err':>14} "
+          f"{'exact rt err':>12}")
     for r in rows:
         if r.get("row") == "inverse":
-            print(f"{r['method']:>13} {r['sample_s']:>9} {r['roundtrip_max_abs_error']:>14.3g}")
+            print(f"{r['method']:>13} {r['onednn']:>6} {r['sample_s']:>9} "
+                  f"{r['roundtrip_max_abs_error']:>14.3g} "
+                  f"{r.get('exact_roundtrip_max_abs_error', float('nan')):>12.3g}")
     print(f"\n{'method':>13} {'invert s':>9} {'max err':>10} {'mean err':>10}")
     for r in rows:
         if r.get("row") == "mixture_inverse":
@@ -214,6 +241,8 @@ def main():
     p.add_argument("--methods", nargs="*", default=["bisection", "chandrupatla"])
     p.add_argument("--mixture_methods", nargs="*", default=["bisection", "chandrupatla"],
                    help="rows timing the mixture inverse alone")
+    p.add_argument("--onednn", nargs="*", default=["1"], choices=["0", "1"],
+                   help="TF_ENABLE_ONEDNN_OPTS of the workers; each row runs with each")
     p.add_argument("--append", action="store_true", help="add the rows to those in --out")
     p.add_argument("--port_json", default=None)
     p.add_argument("--out", default=os.path.join(RESULTS, "flowpp.json"))
@@ -229,19 +258,15 @@ def main():
         return
     start = time.perf_counter()
     rows = []
-    for f in args.filters:
-        for ck in args.checkpoint:
-            rows.append(run_worker(args, ["--kind", "train", "--filters", str(f),
-                                          "--checkpoint", str(ck)]))
+    jobs = [["--kind", "train", "--filters", str(f), "--checkpoint", str(ck)]
+            for f in args.filters for ck in args.checkpoint]
+    jobs += [["--kind", "inverse", "--method", method, "--filters",
+              str((args.filters or [96])[0]), "--checkpoint", "0"] for method in args.methods]
+    jobs += [["--kind", "mixture", "--method", method] for method in args.mixture_methods]
+    for job in jobs:
+        for onednn in args.onednn:  # settings alternate row by row: same machine state
+            rows.append(run_worker(args, job, onednn))
             print(json.dumps(rows[-1]), flush=True)
-    for method in args.methods:
-        rows.append(run_worker(args, ["--kind", "inverse", "--method", method,
-                                      "--filters", str((args.filters or [96])[0]),
-                                      "--checkpoint", "0"]))
-        print(json.dumps(rows[-1]), flush=True)
-    for method in args.mixture_methods:
-        rows.append(run_worker(args, ["--kind", "mixture", "--method", method]))
-        print(json.dumps(rows[-1]), flush=True)
     if args.append and os.path.exists(args.out):
         with open(args.out) as f:
             rows = json.load(f)["rows"] + rows

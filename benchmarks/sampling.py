@@ -23,10 +23,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import tfglow  # noqa: E402  (first: it sets TensorFlow's CPU kernels, tfglow/__init__.py)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-import tfglow  # noqa: E402
 from benchmarks.common import machine_info, peak_rss_mb, write_json  # noqa: E402
 
 

@@ -2,6 +2,7 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as `import tfglow` sets (tfglow/__init__.py)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -62,7 +62,9 @@ def test_decode_inverts_encode_for_a_trained_like_model(changes, rng):
     zs = model.encode(xu)
     assert len(zs) == 1 and tuple(zs[0].shape[1:]) == cfg.latent_shape == (4, 4, 12)
     x2 = model.decode(zs)
-    assert np.abs(x2.numpy() - xu.numpy()).max() <= 1e-4          # pixel units, [0, 256)
+    # pixel units, [0, 256): the float64 flow leaves the float32 rounding of z and x2 (ulp 1.5e-5
+    # at 255); the issue asks for 1e-4
+    assert np.abs(x2.numpy() - xu.numpy()).max() <= 3e-5
     np.testing.assert_array_equal(model.postprocess(x2).numpy(), x_uint8)
     # the flow after the input map (logit space) round-trips to 1e-5
     h, _ = model.imgproc.forward(xu)
@@ -201,7 +203,9 @@ def test_distribution_and_bijector_are_the_model(rng):
     np.testing.assert_allclose(model.distribution.log_prob(xu).numpy(),
                                model.log_prob(xu).numpy(), rtol=1e-5)
     z = model.bijector.forward(xu)
-    np.testing.assert_allclose(z.numpy(), model.encode(xu)[0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(z.numpy(), model.encode_with_logdet(xu)[0].numpy(), rtol=1e-6)
+    # encode runs in float64: the same map, closer to the exact value
+    np.testing.assert_allclose(z.numpy(), model.encode(xu)[0].numpy(), atol=1e-4)
 
 
 def test_sample_shapes_and_temperature(rng):

@@ -27,17 +27,26 @@ Modules, one concept each (Glow Table 1 and Figure 2):
     training     train.py's flags, distribution, train step, loop and checkpoints
     evaluation, sampling, export   evaluate.py's bits/dim, samples and edits, SavedModel
 """
-from tfglow.actnorm import ActNorm
-from tfglow.config import PRESETS, GlowConfig
-from tfglow.coupling import AdditiveCoupling, AffineCoupling
-from tfglow.flow import FlowBijector, FlowLayer
-from tfglow.invconv import InvConv1x1, LUInvConv1x1
-from tfglow.model import Glow
-from tfglow.permutation import Reverse, Shuffle
-from tfglow.prior import TopPrior
-from tfglow.split import Split2d
-from tfglow.squeeze import Squeeze, squeeze2d, unsqueeze2d
-from tfglow.step import FlowStep
+import os as _os
+
+# oneDNN's CPU kernels: TensorFlow turns them on by default only on CPUs with AVX-512-class
+# features. On others (the AVX2 machine of our benchmarks) its own batched matmuls run Flow++'s
+# attention 2-4x slower (benchmarks/results/flowpp.json, "onednn" rows). Effective only when
+# tfglow is imported before TensorFlow, as train.py and evaluate.py do; set
+# TF_ENABLE_ONEDNN_OPTS=0 to keep TensorFlow's choice.
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from tfglow.actnorm import ActNorm  # noqa: E402
+from tfglow.config import PRESETS, GlowConfig  # noqa: E402
+from tfglow.coupling import AdditiveCoupling, AffineCoupling  # noqa: E402
+from tfglow.flow import FlowBijector, FlowLayer  # noqa: E402
+from tfglow.invconv import InvConv1x1, LUInvConv1x1  # noqa: E402
+from tfglow.model import Glow  # noqa: E402
+from tfglow.permutation import Reverse, Shuffle  # noqa: E402
+from tfglow.prior import TopPrior  # noqa: E402
+from tfglow.split import Split2d  # noqa: E402
+from tfglow.squeeze import Squeeze, squeeze2d, unsqueeze2d  # noqa: E402
+from tfglow.step import FlowStep  # noqa: E402
 
 __version__ = "0.1.0"
 

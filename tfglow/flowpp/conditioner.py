@@ -22,6 +22,10 @@ channel starts with mean 0 and std init_scale. The CIFAR code has no weight norm
 although the paper says it does (the ImageNet launchers use it); we follow the CIFAR code.
 Dropout is stateless (a [2] int seed per call) so that recomputing a step for gradient
 checkpointing draws the same masks.
+
+The layers compute in their input's dtype (`NetLayer`: no Keras autocast, variables cast to the
+input's dtype), so the model's exact encode/decode can run the whole flow in float64 with the
+float32 weights; in float32 the casts are no-ops.
 """
 import keras
 import numpy as np
@@ -49,6 +53,20 @@ def sub_seed(seed, index):
     return tf.random.experimental.stateless_fold_in(seed, index)
 
 
+class NetLayer(keras.layers.Layer):
+    """A Keras layer that computes in its input's dtype: Keras would cast float64 inputs to the
+    float32 compute dtype, and the exact float64 encode/decode needs them kept."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+
+
+def as_dtype_of(variable, x):
+    """The variable's value in x's dtype (a no-op when they match)."""
+    return tf.cast(variable, x.dtype)
+
+
 def dropout(x, rate, seed, index, training):
     """Inverted dropout with a stateless mask (seed [2] int), identity unless training.
 
@@ -67,7 +85,7 @@ def dropout(x, rate, seed, index, training):
     return tf.nn.experimental.stateless_dropout(x, rate, seed=seed)
 
 
-class InitConv(keras.layers.Layer):
+class InitConv(NetLayer):
     """kxk SAME convolution (k=1: "nin") with the official N(0, 0.05) init and its
     data-dependent init (module docstring). x [B, H, W, C] -> [B, H, W, filters]."""
 
@@ -101,10 +119,11 @@ class InitConv(keras.layers.Layer):
     def call(self, x):
         if ddi_active():
             self.initialize_from(x)
-        return unflat(self._conv_flat(x, self.kernel) + self.bias, x, self.filters)
+        y = self._conv_flat(x, as_dtype_of(self.kernel, x)) + as_dtype_of(self.bias, x)
+        return unflat(y, x, self.filters)
 
 
-class LayerNorm(keras.layers.Layer):
+class LayerNorm(NetLayer):
     """Layer norm over channels, eps 1e-5, gain and bias [C] (flows.py:104-112)."""
 
     def build(self, input_shape):
@@ -115,10 +134,11 @@ class LayerNorm(keras.layers.Layer):
 
     def call(self, x):
         mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
-        return (x - mean) * tf.math.rsqrt(var + 1e-5) * self.g + self.b
+        g, b = as_dtype_of(self.g, x), as_dtype_of(self.b, x)
+        return (x - mean) * tf.math.rsqrt(var + 1e-5) * g + b
 
 
-class GatedConv(keras.layers.Layer):
+class GatedConv(NetLayer):
     """Gated residual convolution (flows.py:115-127); see the module docstring.
 
     use_nin: the second convolution is a 1x1 (couplings) or a 3x3 (the dequantizer's context
@@ -166,7 +186,7 @@ def multihead_attention(qkv, heads):
     return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [-1, h, w, f])
 
 
-class GatedAttention(keras.layers.Layer):
+class GatedAttention(NetLayer):
     """Gated multi-head self-attention with a positional embedding (flows.py:130-161).
 
     attention=False: the no-attention ablation's gated nin (abl_noattn.py:19-33).
@@ -199,7 +219,7 @@ class GatedAttention(keras.layers.Layer):
         return x + gate(self.proj2(c))
 
 
-class Block(keras.layers.Layer):
+class Block(NetLayer):
     """One conditioner block: LayerNorm(GatedConv) then LayerNorm(GatedAttention)."""
 
     def __init__(self, heads=4, dropout=0.0, attention=True, context_channels=0, rng=None,
@@ -223,7 +243,7 @@ class Block(keras.layers.Layer):
         return self.ln2(self.attn(h, pos_emb, training=training, seed=s2))
 
 
-class Conditioner(keras.layers.Layer):
+class Conditioner(NetLayer):
     """x_1 [B, H, W, C] (and context [B, H, W, C_ctx]) -> [B, H, W, n_out]; module docstring."""
 
     def __init__(self, n_out, filters=96, blocks=10, heads=4, dropout=0.0, attention=True,
@@ -260,5 +280,6 @@ class Conditioner(keras.layers.Layer):
         h = self.proj_in(x)
         for i, block in enumerate(self.blocks):
             s = None if seed is None else sub_seed(seed, i)
-            h = block(h, self.pos_emb, context=context, training=training, seed=s)
+            h = block(h, as_dtype_of(self.pos_emb, h), context=context, training=training,
+                      seed=s)
         return self.proj_out(h)

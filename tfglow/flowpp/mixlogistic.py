@@ -110,15 +110,17 @@ def invert_bisection(target, logits, means, logscales, tol=1e-12, max_iterations
     return tf.stop_gradient(x)
 
 
-def invert_chandrupatla(target, logits, means, logscales, position_tolerance=1e-6,
+def invert_chandrupatla(target, logits, means, logscales, position_tolerance=None,
                         max_iterations=200, bounds_scale=200.0):
     """x with logit F(x) = target [...] by Chandrupatla's method, per element (no gradient).
 
-    position_tolerance is absolute (TFP adds a few ulps of |x|), so 1e-6 is float32's limit
-    for |x| ~ 10.
+    position_tolerance is absolute (TFP adds a few ulps of |x|); by default 1e-6 in float32
+    (its limit for |x| ~ 10) and 1e-12 in float64.
     """
     target, logits, means, logscales = (tf.stop_gradient(t)
                                         for t in (target, logits, means, logscales))
+    if position_tolerance is None:
+        position_tolerance = 1e-12 if target.dtype == tf.float64 else 1e-6
     lb, ub = bisection_bounds(means, logscales, bounds_scale)
     result = tfp.math.find_root_chandrupatla(
         lambda x: logit_cdf(x, logits, means, logscales) - target, low=lb, high=ub,

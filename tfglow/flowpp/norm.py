@@ -8,7 +8,8 @@ Unlike Glow's actnorm (one scale per channel), every activation has its own scal
 
 Data-dependent init (inside tfglow.actnorm.data_dependent_init), from the batch x it sees:
     g = 1 / sqrt(var + 1e-8),  b = -mean * g     (biased moments over the batch axis)
-so that y has zero mean and unit variance per activation on that batch. The official code
+so that y has zero mean and unit variance per activation on that batch. Computes in the
+input's dtype (float64 in the model's exact encode/decode). The official code
 uses rank 0's statistics; as tfglow's actnorm we average them over replicas.
 """
 import tensorflow as tf
@@ -43,12 +44,12 @@ class ActivationNorm(FlowLayer):
     def forward(self, x, **cond):
         if ddi_active():
             self.initialize_from(x)
-        g = self.scale()
-        return x * g + self.b, per_example(tf.reduce_sum(tf.math.log(g)), x)
+        g, b = tf.cast(self.scale(), x.dtype), tf.cast(self.b, x.dtype)
+        return x * g + b, per_example(tf.reduce_sum(tf.math.log(g)), x)
 
     def inverse(self, y, **cond):
-        g = self.scale()
-        return (y - self.b) / g, per_example(-tf.reduce_sum(tf.math.log(g)), y)
+        g, b = tf.cast(self.scale(), y.dtype), tf.cast(self.b, y.dtype)
+        return (y - b) / g, per_example(-tf.reduce_sum(tf.math.log(g)), y)
 
 
 def pair_norm(name="norm"):
