@@ -1,5 +1,5 @@
 """Model families: what a density model provides so that one trainer, evaluator and exporter
-serve every family (Glow, Flow++, ...), and the registry behind `train.py --model NAME`.
+serve every family (Glow, Flow++, hierarchical), and the registry behind `train.py --model NAME`.
 
 A model is a keras.Model that mixes in `DensityModel` and provides (B = batch; images are
 uint8 [B, H, W, C]; y int labels [B], read only by models with `conditional`):
@@ -23,7 +23,10 @@ uint8 [B, H, W, C]; y int labels [B], read only by models with `conditional`):
     encode(x, y) -> [z_i]       x float in preprocess's space; exact inverse: decode(zs, y)
     sample(n, temperature, y, seed) -> uint8 [n, H, W, C]   (z ~ N(0, T^2 I))
   optional:
-    importance_weighted_bits_per_dim    models with a variational dequantizer (Flow++)
+    importance_weighted_bits_per_dim    models with a variational dequantizer (Flow++) or
+                                stochastic encoders (hierarchical)
+    parameter_groups() -> {group: [variables]}   per-group learning rates (hierarchical;
+                                the trainer then takes tfglow.hierarchical.schedule's rates)
 
 `DensityModel` holds the input checks every family shares. `FAMILIES` maps a name to its
 config class, model class, presets (for --preset) and train.py defaults.
@@ -104,7 +107,9 @@ class Family:
     import this module); the presets are {name: config fields}, offered to --preset as
     preset_prefix + name. problem_presets: {problem: --preset name} for problems with a
     CPU-sized default (digits). train_defaults: train.py flag values the family uses when a
-    flag is not given (Glow's are hparams.py's, the original's).
+    flag is not given (Glow's are hparams.py's, the original's). pad_digits: the digits
+    (8x8) are served zero-padded to the preset's image_size (the hierarchical model's lowest
+    level is 8x8, so its smallest image is 16x16).
     """
     name: str
     model: str
@@ -113,6 +118,7 @@ class Family:
     preset_prefix: str
     problem_presets: dict
     train_defaults: dict
+    pad_digits: bool = False
 
     @property
     def model_class(self):
@@ -135,6 +141,18 @@ def _load(path):
     return getattr(importlib.import_module(module), name)
 
 
+#: The hierarchical model's training, as hflow (tfglow.hierarchical.schedule; reference
+#: "Loss, training"): Adam (0.9, 0.999), --lr 5e-3 for the flows (decoders x0.4 = 2e-3, encoders
+#: x0.1 = 5e-4) with hflow's decay and the encoders frozen from epoch 60, no warmup, batch 16 as
+#: 4 micro-batches of 4 (gradients averaged), clipped at global norm 50, an EMA that copies the
+#: weights during the first epoch and then decays by 0.995 per step, init on 64 images.
+#: anchor_size None: the image size (no anchor scaling of the batches).
+HIERARCHICAL_TRAINING = dict(optimizer="adam", lr=5e-3, beta2=0.999, ema_decay=0.995,
+                             ema_copy_epochs=1, warmup_steps=0, epochs_warmup=0, grad_clip=50.0,
+                             n_batch_train=16, grad_accum=4, n_batch_init=64,
+                             freeze_encoder_epoch=60, anchor_size=None, epochs_full_valid=1,
+                             gradient_checkpointing=0)
+
 #: Flow++'s training, as the official code (run_cifar.py:90-127, flow_training.py:66-294):
 #: Adam (0.9, 0.999), lr 3e-4 with a linear warmup over 2000 steps, batch 64, gradients
 #: clipped at global norm 1.0, EMA 0.999 of the weights for validation, samples and export,
@@ -149,6 +167,11 @@ FAMILIES = {
     "flowpp": Family("flowpp", "tfglow.flowpp.model:FlowPP", "tfglow.flowpp.config:FlowPPConfig",
                      "tfglow.flowpp.config:PRESETS", "flowpp_", {"digits": "flowpp_digits"},
                      FLOWPP_TRAINING),
+    "hierarchical": Family("hierarchical", "tfglow.hierarchical.model:HierarchicalFlow",
+                           "tfglow.hierarchical.config:HierarchicalConfig",
+                           "tfglow.hierarchical.config:PRESETS", "hierarchical_",
+                           {"digits": "hierarchical_digits16"}, HIERARCHICAL_TRAINING,
+                           pad_digits=True),
 }
 
 

@@ -28,6 +28,12 @@ What the original does, and what is reproduced here:
   gives TF1's tensor semantics instead (zero start, divided by ``1 - decay**t``).
   The original never evaluated with the averages (its ``polyak_swap`` calls are commented
   out); :class:`Polyak` adds the means to do so, and train.py validates with them.
+* Parameter groups (hflow, tfglow.hierarchical.schedule): :meth:`GlowOptimizer.set_variable_groups`
+  gives each variable a group; its learning rate is then ``lr * group_scales[group]`` (the scales
+  set every step with :meth:`GlowOptimizer.set_group_scales`). A scale of 0 leaves a variable
+  exactly unchanged. Without groups nothing of the above changes.
+* Polyak copy phase (hflow's EMA): with ``polyak_copy_steps = N`` the average is a copy of the
+  weights during the first N steps, then the usual update.
 * Warmup: ``lr * min(1, n_processed / (n_train * epochs_warmup))`` (:func:`warmup_lr`), where
   the original's ``n_processed`` is the number of images processed *before* the step
   (``world_size * n_batch_train`` per step), so the very first step has learning rate 0.
@@ -118,6 +124,8 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         polyak: keep Polyak averages (slot variables, checkpointed with the optimizer).
         polyak_decay: decay of the averages; ``None`` = ``beta2`` (the original).
         polyak_zero_debias: see the module docstring (default False = the original's numbers).
+        polyak_copy_steps: the average copies the weights during the first N steps (hflow: the
+            first epoch), then decays as usual; 0 = off.
         average_across_replicas: divide replica-context gradients by the number of replicas
             before Keras sums them, i.e. average them like the original's ``allreduce_mean``.
         **kwargs: other ``keras.optimizers.Optimizer`` arguments (``name``, ``clipnorm``...).
@@ -126,7 +134,7 @@ class GlowOptimizer(keras.optimizers.Optimizer):
 
     def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
                  weight_decay=1.0, polyak=True, polyak_decay=None, polyak_zero_debias=False,
-                 average_across_replicas=True, name=None, **kwargs):
+                 average_across_replicas=True, polyak_copy_steps=0, name=None, **kwargs):
         if kwargs.get("use_ema"):
             raise ValueError("use_ema is not supported; the Polyak average (polyak=True) replaces it")
         kwargs.pop("use_ema", None)
@@ -147,7 +155,9 @@ class GlowOptimizer(keras.optimizers.Optimizer):
             raise ValueError(f"polyak_decay must be in (0, 1), got {self.polyak_decay}")
         self.polyak_zero_debias = bool(polyak_zero_debias)
         self.average_across_replicas = bool(average_across_replicas)
+        self.polyak_copy_steps = int(polyak_copy_steps)
         self._polyak_view = Polyak(self)
+        self._variable_groups = None
 
     # ----------------------------------------------------------------- state
     def build(self, var_list):
@@ -172,6 +182,20 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         if not isinstance(self._learning_rate, keras.Variable):
             raise TypeError("learning rate is a schedule/callable; it cannot be assigned")
         self._learning_rate.assign(tf.cast(lr, self._learning_rate.dtype))
+
+    def set_variable_groups(self, groups, n_groups):
+        """groups: one int in [0, n_groups) per variable of build's var_list (in its order);
+        every group's learning rate is then lr * group_scales[group] (scales start at 1)."""
+        if not self.built or len(groups) != len(self._trainable_variables):
+            raise ValueError("set_variable_groups: build the optimizer first and give one "
+                             "group per variable")
+        self._variable_groups = [int(g) for g in groups]
+        # Not a slot: set every step from the epoch (not saved, so a resume recomputes it).
+        self._group_scales = tf.Variable(tf.ones([n_groups]), trainable=False,
+                                         name="group_scales")
+
+    def set_group_scales(self, scales):
+        self._group_scales.assign(tf.cast(scales, tf.float32))
 
     @property
     def polyak(self) -> "Polyak":
@@ -225,6 +249,20 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         self._scalars = (learning_rate, scalars)
         return scalars
 
+    def _group_scalars(self, learning_rate, group):
+        """_step_scalars at lr * group_scales[group], computed once per group and apply."""
+        cached = getattr(self, "_group_cache", None)
+        if cached is None or cached[0] is not learning_rate:
+            cached = (learning_rate, ())
+        known = dict(cached[1])
+        if group not in known:
+            scaled = tf.cast(learning_rate, tf.float32) * self._group_scales[group]
+            known[group] = self._step_scalars(scaled)
+        # Reassigned, never mutated: an attribute dict would become a tracked checkpoint
+        # dependency.
+        self._group_cache = (learning_rate, tuple(known.items()))
+        return known[group]
+
     def _fused(self, variable, gradient):
         return (self.beta1 > 0 and self.decay_factor == 1.0 and variable.dtype == tf.float32
                 and not isinstance(gradient, tf.IndexedSlices))
@@ -235,7 +273,10 @@ class GlowOptimizer(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         idx = self._get_variable_index(variable)
-        scalars = self._step_scalars(learning_rate)
+        if self._variable_groups is None:
+            scalars = self._step_scalars(learning_rate)
+        else:
+            scalars = self._group_scalars(learning_rate, self._variable_groups[idx])
         w_old = tf.convert_to_tensor(variable) if self.polyak_enabled else None
         if self._fused(variable, gradient):
             # The original's arithmetic in one kernel per variable (float rounding aside).
@@ -274,7 +315,10 @@ class GlowOptimizer(keras.optimizers.Optimizer):
             # The average of a variable starts at its value: here the weights right before the
             # first update (so data-dependent init / broadcast done before step 1 are included).
             prev = tf.where(scalars["first"], w_old, tf.convert_to_tensor(avg))
-            self.assign(avg, prev - (prev - w_new) * one_minus)
+            new = prev - (prev - w_new) * one_minus
+            if self.polyak_copy_steps > 0:  # an exact copy (not prev - (prev - w))
+                new = tf.where(self.iterations < self.polyak_copy_steps, w_new, new)
+            self.assign(avg, new)
         else:
             biased = self._polyak_biased[idx]
             biased_new = biased - (biased - w_new) * one_minus
@@ -294,6 +338,7 @@ class GlowOptimizer(keras.optimizers.Optimizer):
             "polyak_decay": self.polyak_decay,
             "polyak_zero_debias": self.polyak_zero_debias,
             "average_across_replicas": self.average_across_replicas,
+            "polyak_copy_steps": self.polyak_copy_steps,
         })
         config.pop("use_ema", None)
         for k in ("ema_momentum", "ema_overwrite_frequency"):

@@ -26,7 +26,8 @@ def _sub_seed(seed, index, k):
 
 
 def digits_records(split, resolution=8):
-    """(ShardSet, serialized records) for the embedded digits set: 1 channel, labels 0..9."""
+    """(ShardSet, serialized records) for the embedded digits set: 1 channel, labels 0..9;
+    box-downsampled below 8x8, zero-padded (centred; 0 is the digits' background) above."""
     from tfglow.data.digits import load_digits_uint8
 
     if split not in ("train", "validation"):
@@ -35,8 +36,11 @@ def digits_records(split, resolution=8):
     cut = len(images) - DIGITS_VAL_COUNT
     sel = slice(0, cut) if split == "train" else slice(cut, None)
     images, labels = images[sel], labels[sel]
-    if resolution > images.shape[1]:
-        raise DataError(DIGITS, f"digits are 8x8; cannot serve resolution {resolution}")
+    side = images.shape[1]
+    if resolution > side:
+        pad = (resolution - side) // 2
+        images = np.pad(images, [(0, 0), (pad, resolution - side - pad),
+                                 (pad, resolution - side - pad), (0, 0)])
     records = [serialize_example(box_downsample(x, resolution, DIGITS), int(y))
                for x, y in zip(images, labels)]
     info = ShardSet(DIGITS, split, (f"{DIGITS}:{split}",), (len(records),),

@@ -23,6 +23,8 @@ data and `--model_set KEY=VALUE ...` overrides; it is stored resolved as `family
 Glow's model flags (--depth, --width, ...) do not apply. Unset training flags take the
 family's defaults (Flow++: tfglow.family.FLOWPP_TRAINING, the official optimizer), then
 FAMILY_PROBLEM_DEFAULTS, then the general ones. For Glow every flag resolves as before.
+The hierarchical family takes tfglow.family.HIERARCHICAL_TRAINING (hflow's optimizer, groups,
+accumulation, EMA) and serves digits padded to 16x16 (preset hierarchical_digits16).
 """
 import argparse
 import dataclasses
@@ -48,6 +50,8 @@ PROBLEM_DEFAULTS = {
 #: few hundred steps, so a short warmup, a larger lr and an EMA horizon of ~100 steps (0.999
 #: would still hold 60% of the initial weights after 500 steps).
 FAMILY_PROBLEM_DEFAULTS = {
+    # hflow's training as is, on 1500 digit images per epoch (94 steps of 16).
+    ("hierarchical", "digits"): dict(n_train=1500, epochs_full_sample=5),
     ("flowpp", "digits"): dict(anchor_size=8, n_train=1500, lr=1e-3, warmup_steps=50,
                                ema_decay=0.99, epochs_full_sample=5),
 }
@@ -76,7 +80,8 @@ def build_parser():
     a("--pmap", type=int, default=16, help="# Threads for parallel map (unused: tf.data AUTOTUNE)")
     a("--n_train", type=int, default=None, help="Train epoch size (default 50000)")
     a("--n_test", type=int, default=-1, help="Valid epoch size (-1: the whole validation split)")
-    a("--n_batch_train", type=int, default=64, help="Minibatch size")
+    a("--n_batch_train", type=int, default=None,
+      help="Minibatch size (default 64; hierarchical 16 = 4 micro-batches of 4)")
     a("--n_batch_test", type=int, default=None,
       help="Validation minibatch per replica (default: the original's table from the train batch)")
     a("--n_batch_init", type=int, default=None, help="Minibatch size for data-dependent init (default 256)")
@@ -124,6 +129,15 @@ def build_parser():
       help="Adam/Adamax beta2 (default the original's 1 - 1/(train_its * polyak_epochs))")
     a("--ema_decay", type=float, default=None,
       help="Decay of the weight average used for validation (default beta2; Flow++ 0.999)")
+    a("--grad_accum", type=int, default=None,
+      help="Split each replica's batch into this many micro-batches and average their "
+           "gradients (default 1; hierarchical 4)")
+    a("--ema_copy_epochs", type=int, default=None,
+      help="The weight average copies the weights for this many epochs (default 0; "
+           "hierarchical 1)")
+    a("--freeze_encoder_epoch", type=int, default=None,
+      help="Hierarchical: the encoders' learning rate is 0 from this 0-based epoch on "
+           "(default 60 as hflow; -1 never)")
     a("--distribute", choices=["auto", "none", "mirrored", "multiworker", "horovod"], default="auto",
       help="auto: mirrored over all GPUs if >1, multiworker if TF_CONFIG is set, else none")
     a("--xla", action="store_true", help="Compile the train step with XLA")
@@ -199,6 +213,9 @@ class TrainConfig:
     grad_clip: float
     beta2: float
     ema_decay: float
+    grad_accum: int
+    ema_copy_epochs: int
+    freeze_encoder_epoch: int
     # derived
     n_y: int = 10
     n_channels: int = 3
@@ -241,7 +258,7 @@ class TrainConfig:
 _GENERAL_DEFAULTS = dict(n_train=50000, n_batch_init=256, epochs_warmup=10, epochs_full_valid=50,
                          anchor_size=32, epochs_full_sample=50, dal=1, optimizer="adamax",
                          no_polyak=False, lr=0.001, gradient_checkpointing=1, warmup_steps=0,
-                         grad_clip=0.0)
+                         grad_clip=0.0, n_batch_train=64, grad_accum=1, ema_copy_epochs=0)
 
 #: Flags a checkpoint's structure depends on: taken from the run when resuming.
 RUN_FLAGS = tuple(MODEL_DEFAULTS) + ("image_size", "optimizer", "no_polyak", "model")
@@ -301,6 +318,8 @@ def resolve(args):
     n_y = problem.n_y if problem else 1
     if problem:
         image_size = problem.image_size
+        if values["problem"] == "digits" and family.pad_digits:
+            image_size = preset.get("image_size", image_size)  # zero-padded (tfglow.data)
     else:  # any data_prep directory: sizes, channels and classes from its manifest
         image_size = preset.get("image_size", -1)
         manifest = _manifest_or_none(values["data_dir"])
@@ -310,6 +329,8 @@ def resolve(args):
             n_y = int(manifest.get("num_classes") or 1)
     if values["image_size"] == -1:
         values["image_size"] = image_size
+    if values["anchor_size"] is None:  # a family default: no anchor scaling (hierarchical)
+        values["anchor_size"] = values["image_size"]
     family_config = None
     if family.name != "glow":
         family_config = _family_config(family, preset, values, n_channels, run)
@@ -470,6 +491,19 @@ def _check(cfg):
                              f"{cfg.model} recomputes each step (1) or not (0)")
         if cfg.precision != "float32":
             raise ValueError(f"--precision {cfg.precision}: --model {cfg.model} trains in float32")
+    if cfg.grad_accum < 1:
+        raise ValueError(f"--grad_accum={cfg.grad_accum} must be >= 1")
+    if cfg.local_batch_train % cfg.grad_accum:
+        raise ValueError(f"--grad_accum={cfg.grad_accum} must divide the per-replica batch "
+                         f"{cfg.local_batch_train} (--n_batch_train)")
+    if cfg.model == "hierarchical" and cfg.local_batch_train // cfg.grad_accum < 2:
+        raise ValueError(f"--grad_accum={cfg.grad_accum}: the hierarchical model's noise scale "
+                         "is a minibatch statistic; each micro-batch needs >= 2 images "
+                         f"(per-replica batch {cfg.local_batch_train})")
+    if cfg.freeze_encoder_epoch is not None and cfg.model != "hierarchical":
+        raise ValueError(f"--freeze_encoder_epoch is for --model hierarchical, not {cfg.model}")
+    if cfg.ema_copy_epochs < 0:
+        raise ValueError(f"--ema_copy_epochs={cfg.ema_copy_epochs} must be >= 0")
     for name in ("warmup_steps", "grad_clip"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name}={getattr(cfg, name)} must be >= 0")

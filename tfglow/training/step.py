@@ -10,8 +10,10 @@ the replica-averaged gradients, as the official code), the optimizer update and 
 average. Randomness is keyed by the step, each replica taking its rows of the global batch's
 draw (tfglow.replica_noise): the dequantisation noise from [seed, step] and the dropout masks
 (Flow++) from fold_in([seed, step], 1), so runs resume exactly and do not depend on the
-number of replicas. With
-`xla` on a single replica, XLA compiles the whole step (noise, forward, backward, update);
+number of replicas. With `accumulate` = k > 1 (hflow: 4) each replica's batch is cut into k
+micro-batches, run one after another in a tf.while_loop (the memory of one micro-batch), and
+the gradients and stats are the means over them; micro-batch j takes its rows of the step's noise and the model seed
+fold_in(seed, j). With `xla` on a single replica, XLA compiles the whole step (noise, forward, backward, update);
 with several replicas or Horovod it compiles the forward and backward pass and the update
 stays outside, where the all-reduce of the distribution strategy or Horovod happens.
 """
@@ -21,9 +23,11 @@ from tfglow import replica_noise
 
 
 class TrainStep:
-    def __init__(self, model, optimizer, runtime, seed=0, xla=False, clip_norm=0.0):
+    def __init__(self, model, optimizer, runtime, seed=0, xla=False, clip_norm=0.0,
+                 accumulate=1):
         self.model, self.optimizer, self.rt = model, optimizer, runtime
         self.seed = int(seed)
+        self.accumulate = int(accumulate)
         self.clip_norm = float(clip_norm or 0.0)
         self.params = model.trainable_variables
         single = runtime.hvd is None and runtime.num_replicas == 1
@@ -74,10 +78,38 @@ class TrainStep:
             grads = tape.gradient(loss, self.params)
         return {k: tf.reduce_mean(v) for k, v in terms.items()}, grads
 
+    def accumulated_grads(self, x, y, noise, seed):
+        """(mean stats, mean gradients) over `accumulate` equal micro-batches of x [B].
+
+        k > 1: one tf.while_loop (the model is traced once, its iterations run one after
+        another); the stats are the model's `stats` (the ones the trainer logs)."""
+        k = self.accumulate
+        if k == 1:
+            return self._loss_and_grads(x, y, noise, seed)
+        micro = lambda t: tf.reshape(t, tf.concat([[k, -1], tf.shape(t)[1:]], 0))  # noqa: E731
+        xs, ys, us = micro(x), micro(y), micro(noise)
+        names = list(self.model.stats)
+        no_grad = []  # variables without a gradient (seen while tracing): None, as k == 1
+
+        def body(j, stats, grads):
+            s, g = self._loss_and_grads(tf.gather(xs, j), tf.gather(ys, j), tf.gather(us, j),
+                                        tf.random.experimental.stateless_fold_in(seed, j))
+            no_grad[:] = [i for i, gi in enumerate(g) if gi is None]
+            g = [tf.zeros_like(p) if gi is None else tf.cast(gi, p.dtype)
+                 for gi, p in zip(g, self.params)]
+            return (j + 1, [a + s[n] for a, n in zip(stats, names)],
+                    [a + b for a, b in zip(grads, g)])
+
+        init = (tf.constant(0), [tf.zeros([]) for _ in names],
+                [tf.zeros_like(p) for p in self.params])
+        _, stats, grads = tf.while_loop(lambda j, *_: j < k, body, init, parallel_iterations=1)
+        grads = [None if i in no_grad else g / k for i, g in enumerate(grads)]
+        return {n: v / k for n, v in zip(names, stats)}, grads
+
     def _replica_step(self, x, y, step):
         with self.replica_batch():
-            stats, grads = self._loss_and_grads(x, y, self.noise(x, step),
-                                                self.dropout_seed(step))
+            stats, grads = self.accumulated_grads(x, y, self.noise(x, step),
+                                                  self.dropout_seed(step))
         if self.clip_norm > 0:
             grads = self._mean_over_replicas(grads)
             norm = tf.linalg.global_norm(grads)

@@ -1,13 +1,17 @@
 """The training loop of train.py: the original's schedule, made dependable, for every model
-family (tfglow.family: Glow, Flow++).
+family (tfglow.family: Glow, Flow++, hierarchical).
 
 Per step (one compiled function, no Python work inside):
     lr = lr0 * min(1, n_processed / (n_train * epochs_warmup))      (set before the step)
        = lr0 * min(1, step / warmup_steps)         with --warmup_steps (Flow++: 2000)
     loss = mean of the model's loss_terms["loss"] (Glow: bits_x + weight_y * bits_y) on
            dequantised images (noise and dropout keyed by step, replica)
+    [--grad_accum micro-batches, gradients averaged (hierarchical: 4)]
     grads averaged over replicas [-> clipped at --grad_clip] -> Adamax/Adam with
-    multiplicative decay -> Polyak average (Flow++: an EMA of decay --ema_decay)
+    multiplicative decay -> Polyak average (Flow++: an EMA of decay --ema_decay;
+    hierarchical: a copy for --ema_copy_epochs, then --ema_decay)
+    hierarchical: lr per parameter group, hflow's decay and encoder freeze by epoch
+    (tfglow.hierarchical.schedule, set before the step)
 Per epoch (`train_its` steps of n_batch_train * replicas images): train.txt, a full validation
 every `epochs_full_valid` epochs (Polyak weights; best checkpoint kept), sample grids at the
 original's temperatures on the original's schedule (`schedule`). The data-dependent init uses
@@ -37,6 +41,7 @@ from tfglow.data import DataError, effective_dal, make_dataset
 from tfglow.evaluation import evaluate_split
 from tfglow.family import get_family
 from tfglow.grid import image_grid, save_png
+from tfglow.hierarchical import schedule as group_lr
 from tfglow.optim import make_optimizer, warmup_lr
 from tfglow.training.checkpoints import resolve_checkpoint, write_hparams
 from tfglow.training.distribute import make_runtime
@@ -119,8 +124,15 @@ class Trainer:
             self.optimizer = make_optimizer(
                 hps.optimizer, lr=hps.lr, beta1=hps.beta1, train_its=max(2, self.train_its),
                 polyak_epochs=hps.polyak_epochs, weight_decay=hps.weight_decay,
-                polyak=not hps.no_polyak, beta2=hps.beta2, polyak_decay=hps.ema_decay)
+                polyak=not hps.no_polyak, beta2=hps.beta2, polyak_decay=hps.ema_decay,
+                **({"polyak_copy_steps": hps.ema_copy_epochs * self.train_its}
+                   if hps.ema_copy_epochs else {}))
             self.optimizer.build(self.model.trainable_variables)
+            self.grouped = hasattr(self.model, "parameter_groups")
+            if self.grouped:
+                self.optimizer.set_variable_groups(
+                    group_lr.variable_groups(self.model, self.model.trainable_variables),
+                    len(group_lr.GROUPS))
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_test = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_test")
@@ -139,7 +151,7 @@ class Trainer:
             self.data_ckpt, os.path.join(hps.logdir, "data", f"worker{self.rt.worker_index}"),
             max_to_keep=3)
         self.train_step = TrainStep(self.model, self.optimizer, self.rt, hps.seed, hps.xla,
-                                    clip_norm=hps.grad_clip)
+                                    clip_norm=hps.grad_clip, accumulate=hps.grad_accum)
 
     # ------------------------------------------------------------------ data
     def _check_data(self):
@@ -417,6 +429,8 @@ class Trainer:
         step = int(self.step.numpy())
         lr = learning_rate(hps, step, self.rt.num_replicas)
         self.optimizer.set_learning_rate(lr)
+        if self.grouped:
+            self.optimizer.set_group_scales(self.group_scales(step))
         batch = self._next_batch(self.train_iter)
         stats = {k: float(v) for k, v in self.train_step(batch, step).items()
                  if k != "pred_error" or k in self.stats}
@@ -425,6 +439,12 @@ class Trainer:
         self.step.assign_add(1)
         stats["lr"] = lr
         return stats
+
+    def group_scales(self, step):
+        """hflow's per-group multipliers of the learning rate at `step` (its 0-based epoch)."""
+        freeze = self.hps.freeze_encoder_epoch
+        return group_lr.group_scales(step // self.train_its,
+                                     group_lr.FREEZE_ENCODER_EPOCH if freeze is None else freeze)
 
     def _report_divergence(self, step, batch, stats):
         """Writes the step, stats and batch; raises before anything else is saved."""
