@@ -36,6 +36,8 @@ import importlib
 
 import tensorflow as tf
 
+from tfglow.actnorm import data_dependent_init
+
 
 # ---------------------------------------------------------------------------- input checks
 
@@ -95,6 +97,17 @@ class DensityModel:
     @property
     def is_initialized(self):
         return bool(self.initialized.numpy())
+
+    def initialize(self, x_uint8, seed=None):
+        """The data-dependent init: `init_pass` on this batch inside data_dependent_init, once
+        (the `initialized` flag is saved with the weights); True if it initialised. Glow keeps
+        its own (labels and noise of the original's init)."""
+        if self.is_initialized:
+            return False
+        with data_dependent_init():
+            self.init_pass(x_uint8, seed=[self.config.seed if seed is None else int(seed), 1])
+        self.initialized.assign(1.0)
+        return True
 
 
 # ---------------------------------------------------------------------------- the registry

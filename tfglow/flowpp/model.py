@@ -25,7 +25,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfglow.actnorm import data_dependent_init
 from tfglow.family import DensityModel
 from tfglow.flow import FlowBijector, FlowLayer
 from tfglow.flowpp.conditioner import sub_seed
@@ -277,24 +276,14 @@ class FlowPP(DensityModel, keras.Model):
         return tf.random.stateless_uniform(shape, seed)
 
     def init_pass(self, x_uint8, y=None, noise=None, seed=None):
-        """The official data-dependent init's pass (see `initialize`): dropout on, seed [2]."""
+        """The official data-dependent init's pass (flow_training.py:119-125; `initialize`):
+        the dequantizer and the flow on this batch with dropout on, each Norm, convolution and
+        1x1 setting itself from its input in turn; seed [2]."""
         checkpoint, self.gradient_checkpointing = self.gradient_checkpointing, False
         try:
             self.loss_terms(x_uint8, noise=noise, seed=seed, training=True)
         finally:
             self.gradient_checkpointing = checkpoint
-
-    # ----------------------------------------------------------------- init
-    def initialize(self, x_uint8, seed=None):
-        """Official data-dependent init (flow_training.py:119-125): one forward pass of the
-        dequantizer and the flow on this batch (dropout on), each Norm, convolution and 1x1
-        setting itself from its input in turn. Once; returns True if it initialised."""
-        if self.is_initialized:
-            return False
-        with data_dependent_init():
-            self.init_pass(x_uint8, seed=[self.config.seed if seed is None else int(seed), 1])
-        self.initialized.assign(1.0)
-        return True
 
     # ----------------------------------------------------------------- TFP
     def forward(self, x, **cond):

@@ -28,7 +28,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfglow.actnorm import data_dependent_init
 from tfglow.family import DensityModel
 from tfglow.hierarchical.config import HierarchicalConfig
 from tfglow.hierarchical.eqlr import EqConv2D, GROUPS
@@ -319,18 +318,9 @@ class HierarchicalFlow(DensityModel, keras.Model):
 
     # ----------------------------------------------------------------- init / family
     def init_pass(self, x_uint8, y=None, noise=None, seed=None):
+        """hflow's data-dependent init pass (model.py:499-509; `initialize`): one training-mode
+        pass on a batch (hflow: 64 images); each flow actnorm above 1x1 sets itself."""
         self.loss_terms(x_uint8, noise=noise, seed=seed, training=True)
-
-    def initialize(self, x_uint8, seed=None):
-        """hflow's data-dependent init (model.py:499-509): one training-mode pass on a batch
-        (hflow: 64 images); each flow actnorm above 1x1 sets itself from its input. Once;
-        returns True if it initialised."""
-        if self.is_initialized:
-            return False
-        with data_dependent_init():
-            self.init_pass(x_uint8, seed=[self.config.seed if seed is None else int(seed), 1])
-        self.initialized.assign(1.0)
-        return True
 
     def parameter_groups(self):
         """{"flows", "decoders", "encoders": [variables]}: hflow's three learning-rate groups
