@@ -8,6 +8,9 @@ Level i works at resolution R_i on the latent y_i [B, R_i, R_i, c_i] (y_0 = 4 x,
             cond_i = 1x1(h) [R_i, cond_channels], the start/end affine maps, and the skip
             features 1x1(h) [R_i, c_skip of level i-1] for the finer level's predictor
   flow      ConditionalFlow on y_i given cond_i and the affine maps (encoding: y_i -> z_i)
+
+`checkpoint` (read at tracing): the encoder and decoder blocks and every flow step are
+recomputed in the backward pass (step.recomputed); only their inputs and outputs are kept.
 """
 import keras
 import numpy as np
@@ -17,6 +20,7 @@ from tfglow.hierarchical.eqlr import EqConv2D
 from tfglow.hierarchical.encoder import EncoderBlock
 from tfglow.hierarchical.level_flow import ConditionalFlow
 from tfglow.hierarchical.masks import parse_splits
+from tfglow.hierarchical.step import recomputed
 
 
 class Level(keras.layers.Layer):
@@ -65,18 +69,37 @@ class Level(keras.layers.Layer):
             unitary=cfg.unitary[i], permute_scaling=cfg.permute_scaling[i],
             unet_downscales=cfg.unet_downscales[i], unet_mult=cfg.unet_mult[i],
             unet_double=cfg.unet_double[i], rng=rng, name="flow")
+        self.checkpoint = False
         self.built = True
+
+    @property
+    def checkpoint(self):
+        return self._checkpoint
+
+    @checkpoint.setter
+    def checkpoint(self, on):
+        self._checkpoint = self.flow.checkpoint = bool(on)
 
     def encode_features(self, h):
         """features [B, R_i, R_i, .] -> (y_{i+1} or None, features of the next level)."""
+        if self.checkpoint:
+            return recomputed(self._encode, h)
+        return self._encode(h)
+
+    def condition(self, coarse, g=None, skip=None):
+        """Decoder: coarse input -> (affine maps, cond [B, R_i, R_i, cond_c], skip or None)."""
+        if self.checkpoint:
+            return recomputed(self._condition, coarse, g, skip)
+        return self._condition(coarse, g, skip)
+
+    def _encode(self, h):
         latent = mid = None
         for block in self.encoders:
             latent, mid = block(h)
             h = latent
         return latent, mid
 
-    def condition(self, coarse, g=None, skip=None):
-        """Decoder: coarse input -> (affine maps, cond [B, R_i, R_i, cond_c], skip or None)."""
+    def _condition(self, coarse, g, skip):
         h = coarse
         for block in self.decoders[:-1]:
             h, _ = block(h, g, skip)

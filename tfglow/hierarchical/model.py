@@ -56,9 +56,7 @@ class HierarchicalFlow(DensityModel, keras.Model):
         if precision != "float32":
             raise ValueError(f"HierarchicalFlow precision={precision!r}: only float32 is "
                              "supported")
-        if gradient_checkpointing:
-            raise ValueError("HierarchicalFlow gradient_checkpointing: not supported yet")
-        self.precision, self.gradient_checkpointing = precision, False
+        self.precision = precision
         self.config = config if config is not None else HierarchicalConfig()
         if not isinstance(self.config, HierarchicalConfig):
             raise TypeError(f"HierarchicalFlow(config): expected a HierarchicalConfig, got "
@@ -72,7 +70,28 @@ class HierarchicalFlow(DensityModel, keras.Model):
             f"bits_{r}" for r in cfg.resolutions) + ("bits_prior", "bits_1")
         self.initialized = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                            name="initialized")
+        self.gradient_checkpointing = gradient_checkpointing
         self.built = True
+
+    @property
+    def gradient_checkpointing(self):
+        """True: every flow step, decoder and encoder is recomputed in the backward pass
+        (tfglow.hierarchical.step.recomputed): the same loss, gradients equal to float rounding,
+        a fraction of the activation memory, about one more forward pass. Read at tracing."""
+        return self._gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, mode):
+        if isinstance(mode, bool) or mode in (0, 1):
+            mode = bool(mode)
+        else:
+            raise ValueError(f"HierarchicalFlow gradient_checkpointing={mode!r} must be 0 or 1 "
+                             "(recompute each step, decoder and encoder)")
+        self._gradient_checkpointing = mode
+        for level in self.levels:
+            level.checkpoint = mode
+        for flow in (self.end.prior_flow, self.end.rest_flow):
+            flow.checkpoint = mode
 
     # ----------------------------------------------------------------- data space
     def preprocess(self, x_uint8):

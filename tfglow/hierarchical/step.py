@@ -2,13 +2,21 @@
 
 Encoding direction: HActNorm -> MaskedAffineCoupling -> 1x1 convolution (free-form or unitary).
 No squeeze, no split: shapes stay [B, H, W, C]. Conditioning kwarg: `cond` (see coupling).
+
+`recomputed` runs a step (or any deterministic part: the levels' decoders and encoders) with
+gradient checkpointing, as tfglow.recompute does for Glow's steps, with extra tensor inputs.
 """
+import tensorflow as tf
+# The only way to run ops unseen by enclosing tapes (tfglow.recompute uses it too).
+from tensorflow.python.eager import record
+
 from tfglow.flow import FlowLayer
 from tfglow.hierarchical.actnorm import HActNorm
 from tfglow.hierarchical.conditioners import ConvConditioner, UNetConditioner
 from tfglow.hierarchical.coupling import MaskedAffineCoupling
 from tfglow.hierarchical.invconv import FreeFormInvConv, UnitaryInvConv
 from tfglow.hierarchical.masks import split_masks
+from tfglow.recompute import variable_gradients, with_zeros
 
 
 class FlowStep(FlowLayer):
@@ -45,3 +53,51 @@ class FlowStep(FlowLayer):
         y, b = self.coupling.inverse(y, cond=cond)
         y, a = self.actnorm.inverse(y)
         return y, a + b + c
+
+
+@tf.autograph.experimental.do_not_convert
+def recomputed(fn, *args):
+    """fn(*args) with gradient checkpointing: keeps only args for the backward pass.
+
+    args: tensors or None (e.g. no conditioning); fn returns a nest of tensors or None (e.g.
+    FlowStep.forward: (y [B, H, W, C], log|det| [B])). The forward runs unseen by enclosing
+    tapes, so none of fn's internal activations (a coupling network's hidden layers) are
+    kept; the gradient re-runs fn under a tape and back-propagates to every tensor argument
+    (x, and cond, through which the decoders are trained) and to the variables fn reads.
+    Same values as fn; gradients equal to float rounding. Not for fn that assign variables
+    (the data-dependent init would run twice).
+    """
+    present = [i for i, a in enumerate(args) if a is not None]
+    structure = []
+
+    def call(tensors):
+        full = list(args)
+        for i, t in zip(present, tensors):
+            full[i] = t
+        out = fn(*full)
+        structure[:] = [out]
+        return [t for t in tf.nest.flatten(out) if t is not None]
+
+    @tf.custom_gradient
+    def run(*tensors):
+        # Waiting for the inputs keeps the variable reads from running (and staying live) early.
+        with record.stop_recording(), tf.control_dependencies(tensors):
+            outs = call(tensors)
+
+        def grad_fn(*douts, variables=None):
+            douts = [with_zeros(g, o) for g, o in zip(douts, outs)]
+            # Recompute only once backprop reaches this call (see tfglow.recompute.waiting_for).
+            with tf.control_dependencies(douts), tf.GradientTape() as tape:
+                tape.watch(tensors)
+                again = call(tensors)
+            watched = tape.watched_variables()
+            grads = tape.gradient(again, [*tensors, *watched], output_gradients=douts)
+            dins = [with_zeros(g, t) for g, t in zip(grads[:len(tensors)], tensors)]
+            if variables is None:
+                return dins
+            return dins, variable_gradients(variables, list(zip(watched, grads[len(tensors):])))
+
+        return outs, grad_fn
+
+    flat = iter(run(*[args[i] for i in present]))
+    return tf.nest.map_structure(lambda t: None if t is None else next(flat), structure[0])
