@@ -1,9 +1,12 @@
-"""Measure, look at, edit and ship a trained model: Glow or Flow++ (any train.py --model; flags
-named as train.py's where they overlap).
+"""Measure, look at, edit and ship a trained model: Glow, Flow++ or the hierarchical model (any
+train.py --model; flags named as train.py's where they overlap).
 
     python evaluate.py --restore_path RUN                  # test bits/dim, whole validation split
     python evaluate.py --restore_path RUN --importance_samples 64   # + importance-weighted bits/dim
     python evaluate.py --restore_path RUN --sample 16 --temperatures 0,0.5,0.7,1.0
+    python evaluate.py --restore_path RUN --sample 16 --temperatures 0.7/0.7/0.8/1   # per latent
+    python evaluate.py --restore_path RUN --lod         # hierarchical: level-of-detail grid
+    python evaluate.py --restore_path RUN --fid 10000 --fid_weights inception_v3_notop.h5
     python evaluate.py --restore_path RUN --interpolate    # Figure 5: strips between real images
     python evaluate.py --restore_path RUN --manipulate Smiling [--images a.png b.png]   # Figure 6
     python evaluate.py --restore_path RUN --encode a.png b.png --out z.npz
@@ -15,9 +18,20 @@ RUN is a train.py --logdir or a checkpoint prefix; the Polyak-averaged (Flow++: 
 are used unless --no_ema. eval.json holds the one-sample bits/dim (`bits_per_dim`, the
 trainer's validation figure), with --importance_samples S the importance-weighted bound
 beside it (Flow++ section 4; tfglow.evaluation), and the inversion error max |x -
-decode(encode(x))| over the first batch. --problem / --data_dir default to the run's. Model flags (--depth, --width, ...) are
-optional: if given they must match the run, and a mismatch names the differing fields.
-Outputs go to --logdir (default RUN/eval): eval.json, samples_T*.png, interpolate_*.png,
+decode(encode(x))| over the first batch; for the hierarchical model the bound is its ELBO with
+the per-level terms beside it (bits_<R>, bits_prior, bits_1; the encoder noise seeded by the
+batch's images). --problem / --data_dir default to the run's. Model flags (--depth, --width,
+...) are optional: if given they must match the run, and a mismatch names the differing fields.
+
+--temperatures: comma-separated; an entry a/b/c gives one temperature per latent, finest
+first, the 1x1 latent last (hierarchical model; a plain T is every level at T and the 1x1
+latent at 1, as hflow). --lod writes lod.png: per validation image (--n_lod) and kept level
+L, the image then --lod_variations samples that keep its latents from L on and redraw the
+finer ones (the paper's figure 5). --fid N: the Frechet distance (tfglow.fid) between N
+samples at --fid_temperature and the first N images of --fid_split, with features from
+--fid_weights (InceptionV3 pool3 weights .h5, never downloaded, or any saved .keras model);
+written to fid.json.
+Outputs go to --logdir (default RUN/eval): eval.json, samples_T*.png, lod.png, fid.json, interpolate_*.png,
 manipulate_ATTR.{npz,png}, decoded/, and with --plots (tfglow.plots, matplotlib) the figures
 plot_curves.png (the run's train/test bits/dim), plot_temperatures.png (Figure 8; samples are
 drawn if --sample is not given), plot_interpolation.png and plot_manipulate_ATTR.png (Figures 5
@@ -61,7 +75,17 @@ def build_parser():
       help="Also the importance-weighted bits/dim with S dequantisation samples per image")
     a("--eval", action="store_true", help="Also run bits/dim when other actions are given")
     a("--sample", type=int, default=0, metavar="N", help="N samples per temperature (per class row for ycond)")
-    a("--temperatures", default="0,0.25,0.5,0.6,0.7,0.8,0.9,1.0")
+    a("--temperatures", default="0,0.25,0.5,0.6,0.7,0.8,0.9,1.0",
+      help="Comma-separated; a/b/c = one per latent, finest first (hierarchical)")
+    a("--lod", action="store_true", help="Level-of-detail grid (hierarchical model)")
+    a("--n_lod", type=int, default=4, help="Validation images for --lod")
+    a("--lod_variations", type=int, default=5, help="Samples per image and level for --lod")
+    a("--lod_temperature", type=float, default=0.8)
+    a("--fid", type=int, default=0, metavar="N", help="FID of N samples against N images")
+    a("--fid_weights", default="", metavar="PATH",
+      help="InceptionV3 notop weights (.h5) or a saved Keras feature model (.keras)")
+    a("--fid_temperature", type=float, default=0.8, help="Temperature of the FID samples")
+    a("--fid_split", default="train", help="Real images of --fid (hflow: the training set)")
     a("--interpolate", action="store_true", help="Strips between pairs of validation images")
     a("--n_interpolate", type=int, default=4, help="Pairs for --interpolate")
     a("--interpolate_steps", type=int, default=8)
@@ -91,6 +115,25 @@ def floats(text, flag):
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"--{flag} must be comma-separated numbers, got {text!r}") from None
+
+
+def temperature_list(text, n_latents):
+    """--temperatures: [T or (T_0, ..., T_end)]; per-latent entries must have n_latents values."""
+    out = []
+    for item in (v.strip() for v in text.split(",")):
+        if not item:
+            continue
+        try:
+            values = [float(v) for v in item.split("/")]
+        except ValueError:
+            raise ValueError(f"--temperatures: {item!r} is not a number or a/b/c") from None
+        if len(values) > 1 and len(values) != n_latents:
+            raise ValueError(f"--temperatures: {item!r} gives {len(values)} temperatures; the "
+                             f"model has {n_latents} latents (finest first)")
+        out.append(values[0] if len(values) == 1 else tuple(values))
+    if not out:
+        raise ValueError("--temperatures: no temperature given")
+    return out
 
 
 def config_differences(hparams, flags):
@@ -188,14 +231,62 @@ def run_eval(model, args, data_dir, out):
 
 
 def run_sample(model, args, out):
-    from tfglow.sampling import temperature_grids
+    from tfglow.sampling import temperature_grids, temperature_label
 
-    temps = floats(args.temperatures, "temperatures")
+    temps = temperature_list(args.temperatures, len(model.latent_shapes))
     grids = temperature_grids(model, args.sample, temps, seed=args.seed)
     rows = model.config.n_y if model.conditional else None
     for t, images in grids.items():
-        save_grid(os.path.join(out, f"samples_T{t:g}.png"), images, rows)
+        label = temperature_label(t).replace("/", "-")
+        save_grid(os.path.join(out, f"samples_T{label}.png"), images, rows)
     return grids
+
+
+def run_lod(model, args, data_dir, out):
+    from tfglow.data import load_numpy
+    from tfglow.hierarchical.lod import detail_grid
+
+    if not hasattr(model, "resample_finer"):
+        raise ValueError(f"--lod: the {model.name} model has no level-of-detail latents "
+                         "(train.py --model hierarchical)")
+    if args.n_lod < 1:
+        raise ValueError(f"--n_lod={args.n_lod} must be >= 1")
+    images = load_numpy(data_dir, args.split, model.config.image_size)[0][:args.n_lod]
+    cells = detail_grid(model, images, args.lod_variations, args.lod_temperature,
+                        seed=args.seed)
+    save_grid(os.path.join(out, "lod.png"), cells.reshape(-1, *cells.shape[2:]), rows=len(cells))
+    return cells
+
+
+def run_fid(model, args, data_dir, out):
+    from tfglow.data import make_dataset
+    from tfglow.fid import extractor_from_file, fid_from_features
+    from tfglow.sampling import sample_images
+
+    if args.fid < 2:
+        raise ValueError(f"--fid={args.fid} must be >= 2 (a covariance needs two samples)")
+    extractor = extractor_from_file(args.fid_weights)
+    data_info(model, data_dir, args.fid_split)
+    first = make_dataset(data_dir, args.fid_split, model.config.image_size, 256, shuffle=False,
+                         repeat=False, drop_remainder=False).unbatch().take(args.fid)
+    real = [images.numpy() for images, _ in first]
+    if len(real) < 2:
+        raise ValueError(f"--fid_split {args.fid_split}: {len(real)} images in {data_dir}")
+    t0 = time.time()
+    fake = sample_images(model, args.fid, args.fid_temperature, seed=args.seed,
+                         y=(np.arange(args.fid) % model.config.n_y).astype(np.int32)
+                         if model.conditional else None)
+    real = np.stack(real)
+    value = fid_from_features(extractor(real), extractor(fake))
+    result = {"fid": value, "n_samples": int(args.fid), "n_real": int(len(real)),
+              "temperature": args.fid_temperature, "split": args.fid_split,
+              "features": os.path.abspath(args.fid_weights), "data_dir": data_dir,
+              "seed": args.seed, "checkpoint": args.checkpoint,
+              "weights": "raw" if args.no_ema else "polyak", "seconds": round(time.time() - t0, 3)}
+    print(f"FID {value:.3f}: {args.fid} samples at T={args.fid_temperature:g} against "
+          f"{len(real)} {args.fid_split} images")
+    write_json(os.path.join(out, "fid.json"), result)
+    return result
 
 
 def run_interpolate(model, args, data_dir, out):
@@ -343,7 +434,7 @@ def run(args):
     if args.out and args.encode is None and not args.decode:
         raise ValueError("--out is for --encode / --decode")
     others = (args.sample or args.interpolate or args.manipulate or args.encode or args.decode
-              or args.export or args.plots)
+              or args.export or args.plots or args.lod or args.fid)
     results = {}
     if args.eval or not others:
         results["eval"] = run_eval(model, args, data_dir, out)
@@ -351,6 +442,10 @@ def run(args):
         if not args.sample:
             args.sample = 8
         results["sample"] = run_sample(model, args, out)
+    if args.lod:
+        results["lod"] = run_lod(model, args, data_dir, out)
+    if args.fid:
+        results["fid"] = run_fid(model, args, data_dir, out)
     if args.interpolate:
         results["interpolate"] = run_interpolate(model, args, data_dir, out)
     if args.manipulate:

@@ -31,18 +31,29 @@ def cross_replica_mean(t):
 
 
 @contextlib.contextmanager
-def data_dependent_init(mean_fn=cross_replica_mean):
+def data_dependent_init(mean_fn=cross_replica_mean, workers=None):
     """Within this context every ActNorm.forward (re)initialises itself from its input.
 
     mean_fn averages a statistic over workers: tf.distribute replicas by default; pass e.g.
-    a Horovod allreduce-average for Horovod workers. Equal batch sizes per worker assumed.
+    a Horovod allreduce-average for Horovod workers, and their number as `workers` (an
+    unbiased variance needs the global count). Equal batch sizes per worker assumed.
     """
-    previous = getattr(_state, "mean_fn", None)
-    _state.mean_fn = mean_fn
+    previous = getattr(_state, "mean_fn", None), getattr(_state, "workers", None)
+    _state.mean_fn, _state.workers = mean_fn, workers
     try:
         yield
     finally:
-        _state.mean_fn = previous
+        _state.mean_fn, _state.workers = previous
+
+
+def ddi_workers():
+    """How many workers mean_fn averages over: `workers` of data_dependent_init, else the
+    replicas of the current tf.distribute replica context (1 outside one)."""
+    workers = getattr(_state, "workers", None)
+    if workers:
+        return int(workers)
+    ctx = tf.distribute.get_replica_context()
+    return ctx.num_replicas_in_sync if ctx is not None else 1
 
 
 def ddi_active():

@@ -68,16 +68,26 @@ def dequantization_noise(images, seed=0, draw=None, sample=0):
     return tf.map_fn(one, keys, fn_output_signature=tf.float32)
 
 
+def batch_seed(images, seed=0, sample=0):
+    """int32 [2]: the seed of a batch's other noise (the hierarchical model's encoder noise),
+    fold_in([seed, sum of image keys mod 2**31 - 1], sample): fixed by the batch's images."""
+    key = tf.reduce_sum(image_keys(images)) % _PRIME
+    pair = tf.stack([tf.cast(seed, tf.int64), key])
+    return tf.random.experimental.stateless_fold_in(pair, tf.convert_to_tensor(sample, tf.int32))
+
+
 def per_image_terms(model, images, labels=None, seed=0, sample=0):
     """Dict of [B] float32 tensors (the model's loss_terms: Glow's bits_x, bits_y,
     pred_error, loss) with the fixed noise (of importance sample `sample`).
 
     images: uint8 [B, H, W, C]; labels: int [B], used only by class-conditional models.
+    The hierarchical model's encoder noise is drawn from batch_seed and scaled by a statistic
+    of the batch (its eq. 11, as hflow), so its values depend on the batch as well.
     """
     images = tf.convert_to_tensor(images)
     y = labels if model.conditional else None
     noise = dequantization_noise(images, seed, model.draw_noise, sample)
-    return model.loss_terms(images, y, noise=noise)
+    return model.loss_terms(images, y, noise=noise, seed=batch_seed(images, seed, sample))
 
 
 def per_image_bits(model, images, labels=None, seed=0):
@@ -167,7 +177,7 @@ def evaluate_batches(model, batches, seed=0, max_images=-1, progress=None,
     iw = compiled_importance_weighted(model, seed) if importance_samples > 0 else None
     names = tuple(model.stats)
     sums = dict.fromkeys(names + ("iw",), 0.0)
-    n = 0
+    n, previous = 0, None
     for batch in batches:
         images, labels = batch[0], batch[1]
         if max_images >= 0:
@@ -175,12 +185,23 @@ def evaluate_batches(model, batches, seed=0, max_images=-1, progress=None,
                 break
             images, labels = images[:max_images - n], labels[:max_images - n]
         images, labels = tf.convert_to_tensor(images, tf.uint8), tf.cast(labels, tf.int32)
-        out = terms(images, labels)
+        b = int(images.shape[0])
+        run_images, run_labels = images, labels
+        if b < model.min_batch:
+            # A batch statistic needs company: evaluate behind the previous batch, keep the tail.
+            if previous is None:
+                raise ValueError(f"evaluate: the {model.name} model's bound is a minibatch "
+                                 f"statistic; it needs >= {model.min_batch} images, got {b}")
+            run_images = tf.concat([previous[0], images], 0)
+            run_labels = tf.concat([previous[1], labels], 0)
+        out = terms(run_images, run_labels)
         for k in names:
-            sums[k] += float(np.sum(out[k].numpy().astype(np.float64)))
+            sums[k] += float(np.sum(out[k].numpy()[-b:].astype(np.float64)))
         if iw is not None:
-            sums["iw"] += float(np.sum(iw(images, labels, tf.constant(importance_samples)).numpy()))
-        n += int(images.shape[0])
+            r = iw(run_images, run_labels, tf.constant(importance_samples)).numpy()
+            sums["iw"] += float(np.sum(r[-b:]))
+        previous = (images, labels) if b >= model.min_batch else previous
+        n += b
         if progress is not None:
             progress(n, sums["bits_x"] / n)
     if n == 0:

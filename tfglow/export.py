@@ -8,9 +8,13 @@ need only TensorFlow.
     img = m.signatures["sample"](n=tf.constant(16), temperature=tf.constant(0.7))["images"]
     bpd = m.signatures["bits_per_dim"](images=x_uint8)["bits_per_dim"]     # float32 [B]
 
-Models with an `importance_weighted_bits_per_dim` method (Flow++) also get that signature:
-(images, samples int32 scalar) -> {"bits_per_dim": float64 [B]}, tfglow.evaluation's
-importance_weighted_bits with seed 0 (samples = 1 equals `bits_per_dim`).
+Models with an `importance_weighted_bits_per_dim` method (Flow++, hierarchical) also get that
+signature: (images, samples int32 scalar) -> {"bits_per_dim": float64 [B]}, tfglow.evaluation's
+importance_weighted_bits with seed 0 (Flow++: samples = 1 equals `bits_per_dim`; the
+hierarchical model: its one-sample estimate has the ELBO's mean).
+
+The hierarchical model's bound is a statistic of its batch: its `bits_per_dim` needs >= 2
+images (model.min_batch) and `sample` draws the 1x1 latent at temperature 1, as the model.
 
 Class-conditional (ycond) models take `y` (int32 [B], or [n] for `sample`) in every
 signature. `encode` encodes the centre of each pixel's bin (tfglow.sampling), so decode
@@ -77,7 +81,8 @@ def _sample_eps(model, n, temperature, seed=None):
         else:
             e = tf.random.stateless_normal(full, seed=tf.stack([tf.cast(seed, tf.int64),
                                                                 tf.constant(i, tf.int64)]))
-        eps.append(e * temperature)
+        unit = i in getattr(model, "unit_temperature_latents", ())
+        eps.append(e if unit else e * temperature)
     return eps
 
 
@@ -91,8 +96,13 @@ def build_functions(model):
     ycond = model.conditional
     image_shape = list(model.config.image_shape)
 
-    def check_images(x, y):
+    def check_images(x, y, min_batch=1):
         x = _checked(x, image_shape, "images")
+        if min_batch > 1:
+            with tf.control_dependencies([tf.debugging.assert_greater_equal(
+                    tf.shape(x)[0], min_batch, message=f"images: the {model.name} model's "
+                    f"bound is a batch statistic; give >= {min_batch} images")]):
+                x = tf.identity(x)
         return x, None if y is None else _checked(y, [], "y", tf.shape(x)[0])
 
     def encode(x, y=None):
@@ -117,11 +127,11 @@ def build_functions(model):
         return {"images": model.postprocess(model.decode(eps, y))}
 
     def bits(x, y=None):
-        x, y = check_images(x, y)
+        x, y = check_images(x, y, model.min_batch)
         return {"bits_per_dim": evaluation.per_image_bits(model, x, y, seed=0)}
 
     def iw_bits(x, samples, y=None):
-        x, y = check_images(x, y)
+        x, y = check_images(x, y, model.min_batch)
         with tf.control_dependencies([tf.debugging.assert_positive(
                 samples, message="importance_weighted_bits_per_dim: samples must be >= 1")]):
             samples = tf.identity(samples)

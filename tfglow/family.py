@@ -8,6 +8,8 @@ uint8 [B, H, W, C]; y int labels [B], read only by models with `conditional`):
                                 seed, to_dict(), from_dict(d) (the run's hparams.json holds it)
     conditional                 True if the model takes class labels y
     stats                       names of the loss_terms entries a run logs, "loss" first
+    min_batch                   fewest images loss_terms takes (1; the hierarchical model 2:
+                                its encoder noise is scaled by a minibatch statistic)
     latent_shapes               ((h, w, c), ...): one shape per latent of encode
     initialized                 non-trainable flag variable (saved with the weights)
     preprocess(images)          uint8 -> the flow's float input space; postprocess: back
@@ -23,6 +25,8 @@ uint8 [B, H, W, C]; y int labels [B], read only by models with `conditional`):
     encode(x, y) -> [z_i]       x float in preprocess's space; exact inverse: decode(zs, y)
     sample(n, temperature, y, seed) -> uint8 [n, H, W, C]   (z ~ N(0, T^2 I))
   optional:
+    unit_temperature_latents    indices of latents sample(temperature=T) draws at T = 1
+                                (hierarchical: the 1x1 latent, as hflow)
     importance_weighted_bits_per_dim    models with a variational dequantizer (Flow++) or
                                 stochastic encoders (hierarchical)
     parameter_groups() -> {group: [variables]}   per-group learning rates (hierarchical;
@@ -72,6 +76,7 @@ class DensityModel:
 
     float_input = "preprocessed float images (model.preprocess)"
     conditional = False
+    min_batch = 1
 
     def _check_shape(self, x, name):
         cfg = self.config

@@ -9,7 +9,7 @@ handled without the complex parts and error terms of scipy.linalg.sqrtm. Negativ
 from round-off are clipped to 0.
 
 Features: any callable uint8 images [N, H, W, C] -> [N, d]. `KerasFeatures` wraps any Keras
-model; `InceptionV3Features` is the usual pool3 extractor (2048-d), built with
+model (`extractor_from_file` loads a saved .keras one); `InceptionV3Features` is the usual pool3 extractor (2048-d), built with
 keras.applications.InceptionV3(weights=None, include_top=False, pooling="avg") and loaded from
 a local weights file: nothing is downloaded.
 """
@@ -80,8 +80,8 @@ class KerasFeatures:
         out = []
         for start in range(0, len(images), self.batch_size):
             x = tf.cast(images[start:start + self.batch_size], tf.float32)
-            if x.shape[-1] == 1:
-                x = tf.tile(x, [1, 1, 1, 3])
+            if x.shape[-1] == 1 and self._input_channels() == 3:
+                x = tf.tile(x, [1, 1, 1, 3])  # grey images into an RGB network
             if self.size is not None:
                 x = tf.image.resize(x, (self.size, self.size), method="bilinear")
             if self.preprocess is not None:
@@ -89,6 +89,25 @@ class KerasFeatures:
             f = self.model(x, training=False)
             out.append(np.reshape(np.asarray(f, np.float64), (int(x.shape[0]), -1)))
         return np.concatenate(out, 0)
+
+
+    def _input_channels(self):
+        shape = getattr(self.model, "input_shape", None)
+        return shape[-1] if isinstance(shape, tuple) and shape else None
+
+
+def extractor_from_file(path, batch_size=64):
+    """The extractor of `evaluate.py --fid_weights PATH`: a saved Keras model (.keras), its
+    output the features, resized to its input size; else InceptionV3 weights (.h5)."""
+    path = os.fspath(path) if path else ""
+    if not path.endswith(".keras"):
+        return InceptionV3Features(path, batch_size)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--fid_weights {path}: no such Keras model file")
+    import keras
+    model = keras.models.load_model(path, compile=False)
+    size = model.input_shape[1] if len(model.input_shape) == 4 else None
+    return KerasFeatures(model, size=size, batch_size=batch_size)
 
 
 def InceptionV3Features(weights_path, batch_size=64):

@@ -155,7 +155,10 @@ def image_rows(rows, path, row_labels=None, col_labels=None, title=None, cell_in
 
 
 def temperature_sweep(grids, path, n_columns=8, title="samples by temperature (Glow Figure 8)"):
-    """{T: uint8 [N, H, W, C]} -> one figure, a row per temperature (the first n_columns)."""
-    temps = sorted(grids)
+    """{T: uint8 [N, H, W, C]} -> one figure, a row per temperature (the first n_columns);
+    T a number, or a tuple of one per latent (rows then in the given order)."""
+    from tfglow.sampling import temperature_label
+
+    temps = sorted(grids) if all(np.isscalar(t) for t in grids) else list(grids)
     return image_rows([np.asarray(grids[t])[:n_columns] for t in temps], path,
-                      row_labels=[f"T={t:g}" for t in temps], title=title)
+                      row_labels=[f"T={temperature_label(t)}" for t in temps], title=title)

@@ -14,6 +14,7 @@ Exact uint8 round trips encode the CENTRE of each pixel's bin (model.bin_centres
 so postprocess(decode(encode(x))) == image: floating-point error of the flow (~1e-6) stays far
 from the bin edges, where a plain preprocess would sit and float error could flip a pixel.
 """
+import inspect
 import warnings
 
 import numpy as np
@@ -136,27 +137,47 @@ def class_rows(n_y, n_per_class):
     return np.repeat(np.arange(n_y, dtype=np.int32), n_per_class)
 
 
+def temperature_label(t):
+    """0.7 -> "0.7"; (0.7, 0.7, 1.0) -> "0.7/0.7/1" (file names, figure labels)."""
+    return f"{t:g}" if np.isscalar(t) else "/".join(f"{v:g}" for v in t)
+
+
+def per_latent_temperatures(model):
+    """True if model.sample takes one temperature per latent (`temperatures`)."""
+    return "temperatures" in inspect.signature(model.sample).parameters
+
+
 def sample_images(model, n, temperature, seed=0, y=None, batch_size=64):
     """n uint8 images from eps ~ N(0, T^2 I) at every level (Glow Figure 8), reproducible by
-    seed: batch b uses model.sample(seed=seed + b)."""
+    seed: batch b uses model.sample(seed=seed + b). temperature: a number, or one per latent
+    (finest first) for models whose sample takes `temperatures` (the hierarchical model)."""
     y = None if y is None else np.asarray(y, np.int32)
+    kwargs = {"temperature": float(temperature)} if np.isscalar(temperature) else None
+    if kwargs is None:
+        if not per_latent_temperatures(model):
+            raise ValueError(f"temperatures {temperature}: the {model.name} model takes one "
+                             "temperature for all latents (per-latent ones are the "
+                             "hierarchical model's)")
+        kwargs = {"temperatures": [float(t) for t in temperature]}
     out = []
     for b, s in enumerate(range(0, n, batch_size)):
         k = min(batch_size, n - s)
         ys = None if y is None else y[s:s + k]
-        out.append(model.sample(k, temperature=float(temperature), y=ys, seed=seed + b).numpy())
+        out.append(model.sample(k, y=ys, seed=seed + b, **kwargs).numpy())
     return np.concatenate(out)
 
 
 def temperature_grids(model, n, temperatures, seed=0):
-    """{T: uint8 [N, H, W, C]} for each temperature, the same eps directions for every T.
+    """{T: uint8 [N, H, W, C]} for each temperature (a number, or a tuple of one per latent:
+    see sample_images), the same eps directions for every T.
 
     Unconditional models: N = n samples; class-conditional models: one row of n samples
     per class (N = n_y * n, labels `class_rows`).
     """
     y = class_rows(model.config.n_y, n) if model.conditional else None
     count = n if y is None else len(y)
-    return {float(t): sample_images(model, count, t, seed, y) for t in temperatures}
+    return {(float(t) if np.isscalar(t) else tuple(float(v) for v in t)):
+            sample_images(model, count, t, seed, y) for t in temperatures}
 
 
 # ---------------------------------------------------------------------------- interpolation

@@ -9,7 +9,7 @@ At 1x1 (the end block) the code skips the data-dependent init and keeps the zero
 """
 import tensorflow as tf
 
-from tfglow.actnorm import ddi_active, ddi_mean_fn
+from tfglow.actnorm import ddi_active, ddi_mean_fn, ddi_workers
 from tfglow.flow import FlowLayer, per_example
 
 
@@ -25,7 +25,9 @@ class HActNorm(FlowLayer):
 
     def initialize_from(self, x):
         mean_fn = ddi_mean_fn()
-        n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
+        # Bessel's correction with the count over all workers: the split of the init batch
+        # must not change the init (1 device x 8 images == 2 replicas x 4).
+        n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]) * ddi_workers(), x.dtype)
         mean = mean_fn(tf.reduce_mean(x, [0, 1, 2]))
         var = mean_fn(tf.reduce_mean(tf.square(x - mean), [0, 1, 2])) * n / (n - 1.0)
         self.bias.assign(tf.cast(mean, self.bias.dtype))

@@ -49,6 +49,7 @@ class HierarchicalFlow(DensityModel, keras.Model):
     """The hierarchical model of a HierarchicalConfig (see the module docstring)."""
 
     float_input = "float images in [-0.5, 0.5) (model.preprocess plus dequantization noise)"
+    min_batch = 2  # sigma(X) of eq. 11 is a minibatch statistic
 
     def __init__(self, config=None, name="hierarchical", precision="float32",
                  gradient_checkpointing=False, **kwargs):
@@ -228,7 +229,9 @@ class HierarchicalFlow(DensityModel, keras.Model):
         """Objective of uint8 images [B >= 2]; dict of [B] tensors: loss (hflow's weighted
         per-level training loss), bits_x (ELBO bound, bits/dim), bits_<R> per level and
         bits_prior, bits_1 (each -log p_i / (D_i ln 2), bits per dimension of that latent,
-        entropy included), elbo (nats), log_q (nats). noise: u [B, H, W, C] in [0, 1/256)
+        entropy included), elbo (nats), log_q (nats), log_ratio (nats: log p(x, y~) -
+        log q(y~|x) - D ln 256 of the drawn y~, one importance sample of tfglow.evaluation; its
+        mean over y~ is -bits_x D ln 2). noise: u [B, H, W, C] in [0, 1/256)
         (drawn from seed if None); seed [2] draws all noise (random if None). alphas=False
         switches the encoder noise off (deterministic encoders; bits_x is then not a bound)."""
         cfg = self.config
@@ -248,7 +251,9 @@ class HierarchicalFlow(DensityModel, keras.Model):
         loss = tf.add_n([w * -lp / (d * np.log(2.0)) for w, lp, d in zip(weights, log_p, dims)])
         elbo = tf.add_n(log_p)
         out = {"loss": loss, "bits_x": -elbo / (cfg.n_dims * np.log(2.0)) + DISC_BITS,
-               "elbo": elbo, "log_q": terms["log_q"] + tf.zeros_like(elbo)}
+               "elbo": elbo, "log_q": terms["log_q"] + tf.zeros_like(elbo),
+               "log_ratio": elbo - terms["entropy"] - terms["log_q"]
+               - cfg.n_dims * DISC_BITS * np.log(2.0)}
         names = [f"bits_{r}" for r in cfg.resolutions] + ["bits_prior", "bits_1"]
         for name, lp, d in zip(names, log_p, dims):
             out[name] = -lp / (d * np.log(2.0))
@@ -286,6 +291,11 @@ class HierarchicalFlow(DensityModel, keras.Model):
         return -log_mean / (self.config.n_dims * np.log(2.0)) + DISC_BITS
 
     # ----------------------------------------------------------------- sampling
+    @property
+    def unit_temperature_latents(self):
+        """Latents sample(temperature=T) draws at 1 whatever T: the 1x1 one (hflow)."""
+        return (len(self.latent_shapes) - 1,)
+
     def _temperatures(self, temperature, temperatures):
         n = len(self.latent_shapes)
         if temperatures is None:

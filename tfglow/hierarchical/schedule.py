@@ -9,6 +9,10 @@ with lr = --lr (5e-3, the flows' rate), RATIO = 1 / 0.4 / 0.1 (flows 5e-3, decod
 encoders 5e-4), DECAY 0.95 / 0.95 / 0.92, START 10, and the encoders' rate 0 from epoch
 `freeze` (hflow: 60) on, which leaves them exactly unchanged (Adam's step is lr times the
 moment ratio). freeze < 0: never.
+
+This is hflow's single-process schedule (utils.py Network: MultiplicativeLR, factor at epoch
+x if x is even and x > LEARNING_RATE_DECAY_START, encoders 0 from LEARNING_RATE_CUT_ENCODERS);
+its multi-GPU path (model.py train_distributed_fn) omits the start and decays from epoch 2.
 """
 from tfglow.hierarchical.eqlr import GROUPS
 

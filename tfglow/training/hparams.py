@@ -375,7 +375,8 @@ def _family_config(family, preset, values, n_channels, run):
 
 def parse_model_set(cls, items):
     """["filters=48", "attention=false", "stages=column:2,squeeze"] -> typed fields of the
-    dataclass `cls` (types from its defaults; tuples are comma-separated)."""
+    dataclass `cls` (types from its defaults; tuples are comma-separated, their elements typed
+    as the default's first)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     out = {}
     for item in items:
@@ -390,7 +391,9 @@ def parse_model_set(cls, items):
                     raise ValueError(text)
                 value = text.lower() in ("true", "1")
             elif kind is tuple:
-                value = tuple(v for v in text.split(",") if v)
+                default = fields[key].default
+                element = type(default[0]) if default else str  # e.g. hierarchical num_layers
+                value = tuple(element(v) for v in text.split(",") if v)
             else:
                 value = kind(text)
         except ValueError:

@@ -223,7 +223,8 @@ class Trainer:
         def ddi(x, y):
             init_step = tf.constant(-1, tf.int64)
             with step.replica_batch(), data_dependent_init(
-                    **({"mean_fn": rt.mean_over_workers} if rt.hvd else {})):
+                    **({"mean_fn": rt.mean_over_workers, "workers": rt.num_replicas}
+                       if rt.hvd else {})):
                 self.model.init_pass(x, y, noise=step.noise(x, init_step),
                                      seed=step.dropout_seed(init_step))
             return tf.constant(0)
@@ -335,7 +336,25 @@ class Trainer:
         if self.rt.is_chief:
             for i, grid in enumerate(grids):
                 save_png(os.path.join(hps.logdir, f"epoch_{epoch}_sample_{i}.png"), grid)
+        if hasattr(self.model, "resample_finer"):
+            self.detail_grid(epoch)
         return grids
+
+    def detail_grid(self, epoch, n_images=2, n_variations=5):
+        """Level-of-detail grid of a hierarchical model (tfglow.hierarchical.lod) on the first
+        validation images: <logdir>/epoch_N_lod.png, a row per (image, kept level)."""
+        from tfglow.hierarchical.lod import detail_grid
+
+        hps = self.hps
+        images = next(iter(self._dataset("validation", n_images, (1, 0), shuffle=False,
+                                         repeat=False)))[0].numpy()
+        with self._eval_model():
+            cells = detail_grid(self.model, images, n_variations, temperature=0.8, seed=hps.seed)
+        grid = image_grid(cells.reshape(-1, *cells.shape[2:]), rows=len(cells),
+                          scale=max(1, 32 // hps.image_size))
+        if self.rt.is_chief:
+            save_png(os.path.join(hps.logdir, f"epoch_{epoch}_lod.png"), grid)
+        return cells
 
     # ------------------------------------------------------------------ the loop
     def run(self):
