@@ -44,7 +44,7 @@ MARK = "RESULT "
 
 from benchmarks.common import (RESULTS, command_line, machine_info,  # noqa: E402
                                matmul_peak_gflops, write_json)
-from benchmarks.memory import proc_status_mb, reset_peak_rss  # noqa: E402
+from benchmarks.memory import timed_train_steps  # noqa: E402
 
 
 def _model(args, **changes):
@@ -66,7 +66,6 @@ def _model(args, **changes):
 def train_worker(args):
     import numpy as np
     import keras
-    import tensorflow as tf
 
     from tfglow.flowpp.flops import count_flops
 
@@ -75,27 +74,10 @@ def train_worker(args):
     model, x, init_s = _model(args)
     variables = model.trainable_variables
     optimizer = keras.optimizers.Adam(3e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    optimizer.build(variables)
-
-    @tf.function(autograph=False)
-    def step(x, seed):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(model.loss_terms(x, seed=seed, training=True)["loss"])
-        grads = tape.gradient(loss, variables)
-        grads, _ = tf.clip_by_global_norm(grads, 1.0)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
-
     t1 = time.perf_counter()
-    float(step(x, tf.constant([0, 0])))
-    t2 = time.perf_counter()
-    rss_before = proc_status_mb("VmRSS")["VmRSS"]
-    was_reset = reset_peak_rss()
-    start = time.perf_counter()
-    for i in range(args.steps):
-        loss = float(step(x, tf.constant([1, i])))
-    elapsed = time.perf_counter() - start
-    peak_rss = proc_status_mb("VmHWM")["VmHWM"]
+    timed = timed_train_steps(model, x, optimizer, args.steps, clip_norm=1.0)
+    t2 = t1 + timed["first_call_s"]
+    elapsed, loss, peak_rss = timed["elapsed_s"], timed["loss"], timed["peak_rss_mb"]
     gflop = count_flops(model.config).train_step / 1e9
     ips = args.batch * args.steps / elapsed
     return {"row": "train", "filters": args.filters, "batch": args.batch,
@@ -105,7 +87,7 @@ def train_worker(args):
             "train_gflop_per_image": round(gflop, 2),
             "achieved_gflops": round(gflop * ips, 1), "matmul_peak_gflops": round(peak, 1),
             "peak_fraction": round(gflop * ips / peak, 3),
-            "step_memory_mb": round(peak_rss - rss_before, 1) if was_reset else None,
+            "step_memory_mb": timed["step_memory_mb"],
             "peak_rss_mb": round(peak_rss, 1),
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "build_s": round(t1 - t0 - init_s, 1), "init_s": round(init_s, 1),

@@ -17,8 +17,8 @@ arithmetic optimizer off (GRAPPLER: a TensorFlow bug in Glow's step loop).
 Each row runs fresh subprocesses (so memory peaks are not shared), with random weights after
 the data-dependent init on the row's synthetic uint8 batch. Train step, with gradient
 checkpointing off (hierarchical False, Glow mode 0) and on (True / mode 1): a compiled
-loss_terms(training=True)["loss"] mean, its gradients and an Adam update; one warm-up call
-(tracing), then the timed calls.
+loss_terms(training=True)["loss"] mean, its gradients and an Adam update (lr 1e-6); one
+warm-up call (tracing), then the timed calls.
   timing worker (oneDNN kernels, as `import tfglow` selects): --steps timed calls (default 4
     at 32 px, 2 at 256 px)
     images_per_s    batch * steps / their time;  step_s;  first_call_s (tracing included)
@@ -52,7 +52,7 @@ sys.path.insert(0, ROOT)
 MARK = "RESULT "
 
 from benchmarks.common import RESULTS, command_line, machine_info, write_json  # noqa: E402
-from benchmarks.memory import proc_status_mb, reset_peak_rss  # noqa: E402
+from benchmarks.memory import timed_train_steps  # noqa: E402
 
 #: name -> (family, preset, batch, default timed steps).
 ROWS = {"hier32": ("hierarchical", "cpu32", 4, 4), "glow32": ("glow", "cifar10", 4, 4),
@@ -101,42 +101,28 @@ def build(args):
 def train_worker(args):
     import keras
     import numpy as np
-    import tensorflow as tf
 
     t0 = time.perf_counter()
     model, cfg, x = build(args)
     variables = model.trainable_variables
-    optimizer = keras.optimizers.Adam(1e-4)
-    optimizer.build(variables)
-
-    @tf.function(autograph=False)
-    def step(x, seed):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(model.loss_terms(x, seed=seed, training=True)["loss"])
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
+    # A small learning rate: the cost of a step does not depend on it, and at 1e-4 Glow's 256 px
+    # preset (no warm-up) went to an infinite loss within two steps.
+    optimizer = keras.optimizers.Adam(1e-6)
     t1 = time.perf_counter()
-    float(step(x, tf.constant([0, 0])))
-    t2 = time.perf_counter()
-    rss_before = proc_status_mb("VmRSS")["VmRSS"]
-    was_reset = reset_peak_rss()
-    start = time.perf_counter()
-    for i in range(args.steps):
-        loss = float(step(x, tf.constant([1, i])))
-    elapsed = time.perf_counter() - start
-    peak = proc_status_mb("VmHWM")["VmHWM"]
+    timed = timed_train_steps(model, x, optimizer, args.steps)
+    t2 = t1 + timed["first_call_s"]
+    elapsed, loss, first_loss = timed["elapsed_s"], timed["loss"], timed["first_loss"]
     max_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if args.kind == "memory":
-        return {"step_memory_mb": round(peak - rss_before, 1) if was_reset else None,
-                "memory_rss_before_mb": round(rss_before, 1),
+        return {"step_memory_mb": timed["step_memory_mb"],
+                "memory_rss_before_mb": round(timed["rss_before_mb"], 1),
                 "memory_step_s": round(elapsed / args.steps, 3)}
     return {"kind": "train", "checkpoint": bool(args.checkpoint),
             "params_m": round(sum(int(np.prod(v.shape)) for v in variables) / 1e6, 2),
             "steps": args.steps, "step_s": round(elapsed / args.steps, 3),
             "images_per_s": round(args.batch * args.steps / elapsed, 3), "max_rss_mb": max_rss,
             "build_and_init_s": round(t1 - t0, 1), "first_call_s": round(t2 - t1, 1),
-            "loss": round(loss, 4)}
+            "first_loss": round(first_loss, 4), "loss": round(loss, 4)}
 
 
 def sample_worker(args):

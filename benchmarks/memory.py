@@ -59,6 +59,49 @@ def reset_peak_rss():
         return False
 
 
+def timed_steps(call, steps):
+    """Times `steps` calls call(i) -> loss after a warm-up call(-1), measuring the step memory.
+
+    Returns {"first_call_s" (warm-up, tracing included), "elapsed_s" (the timed calls),
+    "first_loss" (the warm-up's), "loss" (the last), "rss_before_mb", "peak_rss_mb" (VmHWM over the timed calls), "step_memory_mb"
+    (peak minus before; None where VmHWM cannot be reset)}."""
+    t0 = time.perf_counter()
+    first_loss = call(-1)
+    first = time.perf_counter() - t0
+    rss_before = proc_status_mb("VmRSS")["VmRSS"]
+    was_reset = reset_peak_rss()
+    start = time.perf_counter()
+    for i in range(steps):
+        loss = call(i)
+    elapsed = time.perf_counter() - start
+    peak = proc_status_mb("VmHWM")["VmHWM"]
+    return {"first_call_s": first, "elapsed_s": elapsed, "first_loss": first_loss, "loss": loss,
+            "rss_before_mb": rss_before, "peak_rss_mb": peak,
+            "step_memory_mb": round(peak - rss_before, 1) if was_reset else None}
+
+
+def timed_train_steps(model, x, optimizer, steps, clip_norm=0.0):
+    """timed_steps of a compiled train step of a model family (loss_terms(training=True)'s
+    mean loss, its gradients, clipped at a global norm if clip_norm, the optimizer's update) on
+    the uint8 batch x; the warm-up call uses seed [0, 0], timed call i seed [1, i]."""
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+    optimizer.build(variables)
+
+    @tf.function(autograph=False)
+    def step(seed):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model.loss_terms(x, seed=seed, training=True)["loss"])
+        grads = tape.gradient(loss, variables)
+        if clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, clip_norm)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    return timed_steps(lambda i: float(step(tf.constant([0, 0] if i < 0 else [1, i]))), steps)
+
+
 def worker(args):
     """Runs in the subprocess: one (mode, depth) measurement; prints MARK + JSON."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

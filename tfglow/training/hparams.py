@@ -95,7 +95,8 @@ def build_parser():
       help="Warmup epochs, may be fractional (default 10; Flow++ 0: --warmup_steps)")
     a("--epochs_full_valid", type=int, default=None, help="Epochs between valid (default 50)")
     a("--gradient_checkpointing", type=int, default=None,
-      help="0 plain backprop, 1 recompute each flow step (the original; Flow++ default 0), "
+      help="0 plain backprop, 1 recompute each flow step (the original; Flow++ and "
+           "hierarchical default 0; hierarchical: also its encoders and decoders), "
            "2 reversible (Glow only)")
     a("--image_size", type=int, default=-1, help="Image size")
     a("--anchor_size", type=int, default=None, help="Anchor size for deciding batch size (default 32)")
