@@ -300,7 +300,8 @@ class HierarchicalFlow(DensityModel, keras.Model):
         n = len(self.latent_shapes)
         if temperatures is None:
             # hflow samples every level at T and the 1x1 latent at 1 (network.py:1837).
-            return [float(temperature)] * (n - 1) + [1.0]
+            unit = self.unit_temperature_latents
+            return [1.0 if i in unit else float(temperature) for i in range(n)]
         temperatures = [float(v) for v in temperatures]
         if len(temperatures) != n:
             raise ValueError(f"temperatures needs {n} values (levels finest first, then the 1x1 "
