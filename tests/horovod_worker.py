@@ -96,7 +96,6 @@ def main(outdir):
         return loss, grads
 
     loss, grads = train_step(tf.constant(x), tf.constant(y))
-    idx = [opt._get_variable_index(v) for v in variables]
     np.savez(
         os.path.join(outdir, f"rank{rank}.npz"),
         rank=rank, size=size,
@@ -105,8 +104,8 @@ def main(outdir):
         **{f"after_broadcast_{i}": w for i, w in enumerate(after_broadcast)},
         **{f"grad_{i}": g.numpy() for i, g in enumerate(grads)},
         **{f"final_{i}": v.numpy() for i, v in enumerate(variables)},
-        **{f"m1_{i}": opt._m1[j].numpy() for i, j in enumerate(idx)},
-        **{f"m2_{i}": opt._m2[j].numpy() for i, j in enumerate(idx)},
+        **{f"m1_{i}": opt.slot("m1", v).numpy() for i, v in enumerate(variables)},
+        **{f"m2_{i}": opt.slot("m2", v).numpy() for i, v in enumerate(variables)},
         **{f"polyak_{i}": a.numpy() for i, a in enumerate(opt.polyak.values(variables))},
     )
     print(f"[horovod_worker] rank {rank}/{size} done, loss {float(loss):.6f}", flush=True)

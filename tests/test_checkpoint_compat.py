@@ -84,3 +84,66 @@ def test_old_checkpoint_gives_the_old_latents_and_samples(name):
     np.testing.assert_array_equal(model.sample(n, temperature=0.0, y=y).numpy(), exp["sample_t0"])
     sample = model.sample(n, temperature=0.7, y=y, seed=11).numpy().astype(int)
     assert np.abs(sample - exp["sample_t07"]).max() <= 1
+
+
+# --------------------------------------------------------------- optimizer slots (optim_v1)
+# tests/fixtures/optim_v1 (tests/fixtures/make_optim_v1.py, code of commit bad0970): a run
+# whose checkpoint holds one optimizer slot variable per variable, before tfglow.optim stacked
+# the slots by shape.
+OPTIM_V1 = os.path.join(os.path.dirname(FIXTURES), "optim_v1")
+OPTIM_V1_FLAGS = ["--problem", "digits", "--depth", "1", "--width", "8", "--n_train", "96",
+                  "--n_batch_train", "16", "--n_batch_init", "32", "--epochs_full_sample",
+                  "1000", "--no_progress", "--deterministic", "--n_test", "32",
+                  "--ckpt_every", "3", "--epochs_full_valid", "1000"]
+
+
+def _old_run(tmp_path, *extra):
+    import shutil
+
+    from tfglow.training.hparams import build_parser, resolve
+    from tfglow.training.trainer import Trainer
+
+    run = str(tmp_path / "run")
+    shutil.copytree(os.path.join(OPTIM_V1, "run"), run)
+    hps = resolve(build_parser().parse_args(
+        OPTIM_V1_FLAGS + ["--logdir", run, "--restore_path", run] + list(extra)))
+    return Trainer(hps), run
+
+
+def test_old_optimizer_slots_are_converted_on_resume(tmp_path):
+    trainer, run = _old_run(tmp_path, "--max_steps", "4")
+    trainer.restore(run)
+    exp = np.load(os.path.join(OPTIM_V1, "expected.npz"))
+    opt = trainer.optimizer
+    assert int(opt.iterations.numpy()) == int(trainer.step.numpy()) == 3
+    for i, v in enumerate(opt._trainable_variables):
+        np.testing.assert_array_equal(v.numpy(), exp[f"w_{i}"])
+        for name in ("m1", "m2", "polyak"):
+            np.testing.assert_array_equal(opt.slot(name, v).numpy(), exp[f"{name}_{i}"],
+                                          err_msg=f"{name} of {v.path}")
+    trainer.run()  # and training goes on from there
+    assert int(trainer.step.numpy()) == 4
+
+
+def test_old_optimizer_slots_give_the_old_polyak_weights(tmp_path):
+    from tfglow.training.checkpoints import load_trained
+
+    model, _ = load_trained(os.path.join(OPTIM_V1, "run"))
+    exp = np.load(os.path.join(OPTIM_V1, "expected.npz"))
+    for i, v in enumerate(model.trainable_variables):
+        np.testing.assert_array_equal(v.numpy(), exp[f"loaded_{i}"])
+    # the average differs from the raw weights, so this is the converted Polyak slot
+    assert not all(np.array_equal(exp[f"loaded_{i}"], exp[f"w_{i}"])
+                   for i in range(len(model.trainable_variables)))
+
+
+def test_old_slots_of_another_model_are_refused():
+    from tfglow.optim import make_optimizer
+
+    model = tfglow.Glow(tfglow.GlowConfig(image_size=8, n_levels=2, depth=2, width=4,
+                                          n_channels=1))
+    model(tf.zeros([1, 8, 8, 1], tf.uint8))
+    opt = make_optimizer("adamax", train_its=6)
+    opt.build(model.trainable_variables)
+    with pytest.raises(ValueError, match="do not match this model"):
+        opt.restore_slots_from(os.path.join(OPTIM_V1, "run", "checkpoints", "ckpt-3"))

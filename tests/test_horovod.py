@@ -108,10 +108,9 @@ def test_horovod_gloo_two_workers(tmp_path):
     opt.apply_gradients(zip([tf.constant(g) for g in mean_grads], variables))
 
     for i, v in enumerate(variables):
-        j = opt._get_variable_index(v)
         np.testing.assert_allclose(results[0][f"grad_{i}"], mean_grads[i], rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(results[0][f"final_{i}"], v.numpy(), rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(results[0][f"m1_{i}"], opt._m1[j].numpy(), rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(results[0][f"m2_{i}"], opt._m2[j].numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(results[0][f"m1_{i}"], opt.slot("m1", v).numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(results[0][f"m2_{i}"], opt.slot("m2", v).numpy(), rtol=1e-6, atol=1e-6)
     # the step really moved the weights
     assert not np.allclose(results[0]["final_0"], w.initial_weights(0)[0], atol=1e-3)

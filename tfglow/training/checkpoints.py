@@ -80,6 +80,7 @@ def load_trained(path, use_polyak=True):
                                polyak=not hparams.get("no_polyak", False))
     optimizer.build(model.trainable_variables)
     tf.train.Checkpoint(model=model, optimizer=optimizer).restore(checkpoint).expect_partial()
+    optimizer.restore_slots_from(checkpoint)  # per-variable slots of older checkpoints
     if use_polyak and optimizer.polyak.enabled:
         optimizer.polyak.assign_average_to(model.trainable_variables)
     return model, hparams
