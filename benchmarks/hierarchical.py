@@ -11,8 +11,7 @@ Rows (model, preset, batch):
   glow256  Glow "celeba" (6 x 32 steps, width 512, 5-bit)                         batch 2
 The 256 px rows use batch 2, not 1: the hierarchical model's encoder-noise scale is a
 minibatch statistic (eq. 11) and needs >= 2 images, and Glow gets the same batch so that the
-memory figures compare. `--rows glow256:1` sets a row's batch. glow256 runs with Grappler's
-arithmetic optimizer off (GRAPPLER: a TensorFlow bug in Glow's step loop).
+memory figures compare. `--rows glow256:1` sets a row's batch.
 
 Each row runs fresh subprocesses (so memory peaks are not shared), with random weights after
 the data-dependent init on the row's synthetic uint8 batch. Train step, with gradient
@@ -58,11 +57,6 @@ from benchmarks.memory import timed_train_steps  # noqa: E402
 ROWS = {"hier32": ("hierarchical", "cpu32", 4, 4), "glow32": ("glow", "cifar10", 4, 4),
         "hier256": ("hierarchical", "celebahq256", 2, 2), "glow256": ("glow", "celeba", 2, 2)}
 
-#: Grappler options of a row. Glow's 256 px step failed at its second call with TensorFlow's
-#: AlreadyExistsError on an ArithmeticOptimizer/AddOpsRewrite tmp_var inside the step loop's
-#: while body (tensorflow/tensorflow#23780: AccumulateNV2's temporary variables in loops).
-GRAPPLER = {"glow256": {"arithmetic_optimization": False}}
-
 _TINY_LEVELS = dict(num_layers=(1,) * 4, splits=("C",) * 4, encoder_channels=(8,) * 4,
                     decoder_channels=(8,) * 4, coupling_channels=(8,) * 4,
                     cond_channels=(4,) * 4, skip_channels=(4,) * 4, end_channels=16,
@@ -82,8 +76,6 @@ def build(args):
 
     family, preset, _, _ = ROWS[args.row]
     overrides = QUICK[args.row] if args.quick else {}
-    if args.row in GRAPPLER:
-        tf.config.optimizer.set_experimental_options(GRAPPLER[args.row])
     if family == "hierarchical":
         from tfglow.hierarchical import HierarchicalConfig, HierarchicalFlow
         cfg = HierarchicalConfig.preset(preset, **overrides)
@@ -168,7 +160,7 @@ def run_row(args, row, batch, kind, checkpoint=0):
     """A table row: a train row merges its timing and memory workers."""
     family, preset = ROWS[row][:2]
     head = {"row": row, "family": family, "preset": preset, "batch": batch, "quick": args.quick,
-            "kind": kind, "checkpoint": bool(checkpoint), "grappler": GRAPPLER.get(row, {})}
+            "kind": kind, "checkpoint": bool(checkpoint)}
     out = {**head, **run_worker(args, row, batch, kind, checkpoint)}
     if kind == "train" and "error" not in out:
         memory = run_worker(args, row, batch, "memory", checkpoint)

@@ -9,7 +9,8 @@ time), the level's weights are stacked along a leading axis and one step body ru
     params = steps[0].prepare(raw)                          (weights prepared once, batched:
                                                              actnorm folded into kernels, W of
                                                              the LU 1x1 conv, log|det W|, casts)
-    for k in 0..K-1:  x, d = steps[0].forward_with(params[k], x);  logdet += d
+    for k in 0..K-1:  x, d[k] = steps[0].forward_with(params[k], x)
+    logdet += sum over k of d[k]                            (after the loop, see below)
 
 The variables stay the steps' own (per-step access, checkpoints unchanged); the stack is a
 read of each variable, its gradient a slice. Gradient modes (tfglow.memory):
@@ -19,6 +20,19 @@ read of each variable, its gradient a slice. Gradient modes (tfglow.memory):
      MAX_REVERSIBLE_CHAIN steps, reconstructs the rest by the inverses.
 The data-dependent init of actnorm assigns variables step by step, so it runs the steps one by
 one (tfglow.recompute.chain_forward).
+
+The loops carry no running sum: each step's log|det| is written to a TensorArray and the K of
+them are added after the loop (`_loop_with_logdets`). A body computing `logdet + d` (d the
+sum of the step's three log|det|) made TensorFlow's graph fail at the second call of a large
+model's train step (the `celeba` preset) with AlreadyExistsError on a "tmp_var":
+Grappler's arithmetic optimizer merges that sum into one AddN whose first input is the loop
+variable, and when the graph's static peak-memory estimate exceeds 80% of the device's
+memory (a CPU device counts as 256 MB), its memory optimizer rewrites the AddN as a
+TemporaryVariable that waits for the loop variable's Switch. A control edge from a Switch is
+live in the loop's final, exiting iteration too, where the rest of the body is dead, so that
+temporary variable is created but never destroyed, and the next call finds it
+(tensorflow/tensorflow#23780). An AddN of tensors computed in the body waits for one of them,
+dead in that iteration like the rest of the body (tests/test_step_loop_repeated_calls.py).
 """
 import numpy as np
 import tensorflow as tf
@@ -62,6 +76,19 @@ def _loop(k_count, body, loop_vars):
     return out[1:]
 
 
+def _loop_with_logdets(k_count, body, loop_vars, logdet):
+    """_loop over body(k, *vars) -> (*vars, d [B]); returns (*vars after the K steps,
+    logdet + the sum of the K d's). The d's go to a TensorArray, summed after the loop, not
+    into a loop variable (module docstring: a running sum in the body trips a TF bug)."""
+    logdets = tf.TensorArray(logdet.dtype, size=k_count, element_shape=logdet.shape)
+
+    def step(k, logdets, *v):
+        *v, d = body(k, *v)
+        return (logdets.write(k, d), *v)
+    logdets, *out = _loop(k_count, step, (logdets, *loop_vars))
+    return (*out, logdet + tf.reduce_sum(logdets.stack(), axis=0))
+
+
 def _reader(params):
     """read(k) -> params of step k, from stacked params. Reading through TensorArrays makes the
     gradient of the loop's weights a write per iteration (not a dense [K, ...] add)."""
@@ -85,30 +112,30 @@ def loop_forward(template, params, x, logdet, keep=None):
     k_count = n_steps(params)
     read = _reader(params)
     if keep is None:
-        def body(k, x, logdet):
-            y, d = template.forward_with(read(k), x)
-            return y, logdet + d
-        return tuple(_loop(k_count, body, (x, logdet)))
+        def body(k, x):
+            return template.forward_with(read(k), x)
+        return _loop_with_logdets(k_count, body, (x,), logdet)
 
     if keep == "inputs":
         inputs = tf.TensorArray(x.dtype, size=k_count, element_shape=x.shape)
 
-        def body_inputs(k, x, logdet, inputs):
+        def body_inputs(k, x, inputs):
             inputs = inputs.write(k, x)
             y, d = template.forward_with(read(k), x)
-            return y, logdet + d, inputs
-        y, logdet, inputs = _loop(k_count, body_inputs, (x, logdet, inputs))
+            return y, inputs, d
+        y, inputs, logdet = _loop_with_logdets(k_count, body_inputs, (x, inputs), logdet)
         return y, logdet, inputs.stack()
 
     slots, n_slots = keep
     slots = tf.constant(np.asarray(slots, np.int32))
     kept = tf.zeros(tf.concat([[n_slots], tf.shape(x)], 0), x.dtype)
 
-    def body_keep(k, x, logdet, kept):
+    def body_keep(k, x, kept):
         y, d = template.forward_with(read(k), x)
         kept = tf.tensor_scatter_nd_update(kept, tf.reshape(slots[k], [1, 1]), y[None])
-        return y, logdet + d, kept
-    return tuple(_loop(k_count, body_keep, (x, logdet, kept)))
+        return y, kept, d
+    y, kept, logdet = _loop_with_logdets(k_count, body_keep, (x, kept), logdet)
+    return y, logdet, kept
 
 
 def loop_inverse(template, params, y, logdet):
@@ -117,10 +144,9 @@ def loop_inverse(template, params, y, logdet):
     k_count = n_steps(params)
     read = _reader(params)
 
-    def body(k, y, logdet):
-        x, d = template.inverse_with(read(k_count - 1 - k), y)
-        return x, logdet + d
-    return tuple(_loop(k_count, body, (y, logdet)))
+    def body(k, y):
+        return template.inverse_with(read(k_count - 1 - k), y)
+    return _loop_with_logdets(k_count, body, (y,), logdet)
 
 
 def step_vjp_with(template, params_k, x, dy, dlogdet):
