@@ -218,9 +218,16 @@ class GlowOptimizer(keras.optimizers.Optimizer):
     def slot(self, name, variable):
         """Current value of `variable`'s slot `name` ("m1", "m2", "polyak", "polyak_biased")
         as a tensor; None if the optimizer keeps no such slot (m1 with beta1 = 0)."""
-        group, row = self._slot_row[self._get_variable_index(variable)]
-        stack = self._stack(group, name)
-        return None if stack is None else tf.convert_to_tensor(stack)[row]
+        return self.slots(name, [variable])[0]
+
+    def slots(self, name, variables):
+        """slot(name, v) for each of `variables`, reading each stacked slot once."""
+        rows = [self._slot_row[self._get_variable_index(v)] for v in variables]
+        if name not in self._slot_names:
+            return [None] * len(rows)
+        unstacked = {g: tf.unstack(tf.convert_to_tensor(self._stack(g, name)))
+                     for g in {g for g, _ in rows}}
+        return [unstacked[g][r] for g, r in rows]
 
     def set_learning_rate(self, lr):
         """Assign the learning rate (Python number or tensor; fine inside a compiled step)."""
@@ -477,7 +484,7 @@ class Polyak:
         opt = self._opt
         if not (self.enabled and opt.built):
             return []
-        return [opt.slot("polyak", v) for v in opt._trainable_variables]
+        return opt.slots("polyak", opt._trainable_variables)
 
     def _resolve(self, variables):
         """[(variable, its average tensor)]; [] if averaging is off or unbuilt."""
@@ -489,16 +496,15 @@ class Polyak:
         variables = list(variables)
         if not (self.enabled and opt.built):
             return []
-        pairs = []
         for v in variables:
             try:
-                pairs.append((v, opt.slot("polyak", v)))
+                opt._get_variable_index(v)
             except KeyError:
                 raise KeyError(
                     f"variable {getattr(v, 'path', getattr(v, 'name', v))!r} is not one the "
                     "optimizer was built with (only trainable variables have Polyak averages)"
                 ) from None
-        return pairs
+        return list(zip(variables, opt.slots("polyak", variables)))
 
     def average_of(self, variable):
         """The raw value of ``variable``'s average slot (``None`` if averaging is off)."""
