@@ -4,11 +4,12 @@ The `celeba` preset's train step failed at its second call with AlreadyExistsErr
 ".../AddOpsRewrite_add_7/tmp_var" (tensorflow/tensorflow#23780) while each level's loop
 body (tfglow.scan) added the step's log|det| to a running sum; see the tfglow.scan docstring.
 The memory optimizer makes that rewrite only when the static peak-memory estimate of the
-graph exceeds 80% of the device's memory (256 MB for a CPU device), so these tests need a
-model whose hidden activations are large: the smallest trigger found is 256 px at batch 8,
-width 128, two levels of one step each, additive coupling (`celeba`'s); the forward pass
-alone needs batch 16. Without the fix each test fails at the second call (one level, or the
-affine coupling, did not fail).
+graph exceeds 80% of the device's memory (256 MB for a CPU device), and only to AddNs with an
+input live at that peak, so these tests need large hidden activations. The smallest trigger
+found: 256 px at batch 8 (an estimated peak of 292 MB), width 128, two levels of one step
+each, additive coupling (`celeba`'s); the forward pass alone needs batch 16. Without the fix
+each test fails at its second call; one level, the affine coupling, or width 64 at batch 16
+(a 395 MB estimate) did not fail.
 """
 import numpy as np
 import pytest

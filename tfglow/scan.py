@@ -24,15 +24,17 @@ one (tfglow.recompute.chain_forward).
 The loops carry no running sum: each step's log|det| is written to a TensorArray and the K of
 them are added after the loop (`_loop_with_logdets`). A body computing `logdet + d` (d the
 sum of the step's three log|det|) made TensorFlow's graph fail at the second call of a large
-model's train step (the `celeba` preset) with AlreadyExistsError on a "tmp_var":
-Grappler's arithmetic optimizer merges that sum into one AddN whose first input is the loop
-variable, and when the graph's static peak-memory estimate exceeds 80% of the device's
-memory (a CPU device counts as 256 MB), its memory optimizer rewrites the AddN as a
-TemporaryVariable that waits for the loop variable's Switch. A control edge from a Switch is
-live in the loop's final, exiting iteration too, where the rest of the body is dead, so that
-temporary variable is created but never destroyed, and the next call finds it
-(tensorflow/tensorflow#23780). An AddN of tensors computed in the body waits for one of them,
-dead in that iteration like the rest of the body (tests/test_step_loop_repeated_calls.py).
+model's train step (the `celeba` preset) with AlreadyExistsError on a "tmp_var"
+(tensorflow/tensorflow#23780). Grappler's arithmetic optimizer merges that sum into one AddN
+whose first input is the loop variable. When the graph's static peak-memory estimate exceeds
+80% of the device's memory (a CPU device counts as 256 MB), Grappler's memory optimizer
+rewrites each AddN with an input live at that peak into a TemporaryVariable (accumulated
+into, then destroyed) whose creation waits for the node of the AddN's earliest input: here
+the loop variable's Switch. A control edge from a Switch is live in the loop's final, exiting
+iteration too, where the rest of the body is dead, so there the temporary variable is created
+but never destroyed, and the next call finds it. An AddN of tensors computed in the body
+waits for one of them, dead in that iteration like the rest of the body
+(tests/test_step_loop_repeated_calls.py).
 """
 import numpy as np
 import tensorflow as tf
