@@ -323,7 +323,7 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         var0 = next(it[1] for it in items if it is not None)
         dtype = var0.dtype
         grads = iter(grads)
-        g = tf.stack([tf.cast(next(grads), dtype) if it is not None else
+        g = tf.stack([tf.cast(tf.convert_to_tensor(next(grads)), dtype) if it is not None else
                       tf.zeros(var0.shape, dtype) for it in items])
         w = tf.stack([tf.convert_to_tensor(self._trainable_variables[i])
                       for i in self._groups[group]])
