@@ -413,3 +413,23 @@ def test_mirrored_strategy_matches_single_device():
 
 if __name__ == "__main__" and sys.argv[1:] == ["mirrored"]:
     _mirrored_worker()
+
+
+def test_a_variable_without_gradient_keeps_its_value_and_slots():
+    """Keras drops (None, v) pairs; in a shape group the other rows update, this one not."""
+    variables = [keras.Variable(np.full([2, 3], float(i), np.float32)) for i in range(3)]
+    opt = O.Adamax(0.05, beta2=0.9)
+    opt.build(variables)
+    assert len(opt._groups) == 1  # one stack holds all three
+    g = np.ones([2, 3], np.float32)
+    step = tf.function(lambda: opt.apply_gradients(
+        [(tf.constant(g), variables[0]), (None, variables[1]), (tf.constant(g), variables[2])]))
+    step()
+    step()
+    np.testing.assert_array_equal(variables[1].numpy(), np.full([2, 3], 1.0))
+    np.testing.assert_array_equal(opt.slot("m2", variables[1]).numpy(), 0.0)
+    np.testing.assert_array_equal(opt.slot("polyak", variables[1]).numpy(), 0.0)
+    ref = np_reference("adamax", [np.zeros([2, 3], np.float32)], [[g], [g]], [0.05, 0.05],
+                       0.9, 0.9)
+    _assert_close([variables[0].numpy()], ref["w"], "w0")
+    _assert_close([variables[2].numpy() - 2.0], ref["w"], "w2")
