@@ -66,6 +66,45 @@ def test_edge_padded_conv_equals_the_concatenated_indicator_channel(shape, impl,
         np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s[5:] != (1, 1)])
+def test_kernels_prepared_stacked_equal_each_kernel_alone(shape, impl, rng):
+    # A level prepares its K kernels at once ([K, ...]) and convolves with row k in its loop.
+    b, h, w, c, d, kh, kw = shape
+    x = tf.constant(rng.normal(size=(b, h, w, c)).astype(np.float32))
+    for edge in (False, True):
+        kernels = tf.constant(rng.normal(size=(3, kh, kw, c + edge, d)).astype(np.float32))
+        stacked = conv.prepare_kernel(kernels, edge_padded=edge)
+        assert all(int(t.shape[0]) == 3 for t in stacked)
+        for k in range(3):
+            got = conv.conv_prepared_flat(x, tuple(t[k] for t in stacked), (kh, kw), d, edge)
+            want = (conv.edge_padded_conv_flat(x, kernels[k]) if edge else
+                    conv.conv2d_same_flat(x, kernels[k]))
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+            ref = _edge_reference(x, kernels[k]) if edge else tf.nn.conv2d(x, kernels[k], 1,
+                                                                           "SAME")
+            np.testing.assert_allclose(got.numpy(), tf.reshape(ref, [-1, d]).numpy(),
+                                       rtol=1e-4, atol=1e-4)
+
+
+def test_gather_positions_gradient_is_the_scatter_add_of_repeated_reads(rng):
+    # Sources read 0, 1 or several times: the gradient (a gather through inverse_index and a
+    # sum) must equal numpy's unbuffered scatter-add, and the values tf.gather's.
+    t = tf.constant(rng.normal(size=(3, 7, 4)).astype(np.float32))
+    for positions in ([0, 3, 3, 6, 3, 1], [5], [2, 2, 2, 2, 0, 0, 6, 1, 4]):
+        positions = np.array(positions, np.int32)
+        upstream = rng.normal(size=(3, len(positions), 4)).astype(np.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            y = conv.gather_positions(t, positions)
+            loss = tf.reduce_sum(y * upstream)
+        np.testing.assert_array_equal(y.numpy(), tf.gather(t, positions, axis=1).numpy())
+        want = np.zeros(t.shape, np.float32)
+        np.add.at(want, (slice(None), positions), upstream)
+        np.testing.assert_allclose(tape.gradient(loss, t).numpy(), want, rtol=1e-6, atol=1e-6)
+    inv = conv.inverse_index(np.array([2, 0, 2]), 4)
+    np.testing.assert_array_equal(inv, [[1, 3], [3, 3], [0, 2], [3, 3]])
+
+
 def test_dynamic_batch_dimension(impl, rng):
     kernels = [tf.constant(rng.normal(size=(3, 3, 5, d)).astype(np.float32)) for d in (2, 9)]
     fn = tf.function(lambda t, k: conv.conv2d_same(t, k), autograph=False)

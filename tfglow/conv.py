@@ -8,9 +8,15 @@ y [B, H, W, D]. With N = B * H * W and x2 = x reshaped to [N, C]:
     shift_add:       Z = x2 @ K' [C, kh*kw*D];  y[i, j] = sum_{a,b} pad(Z)[i+a, j+b, (a, b)]
                                                                             (for small D)
 
-The patches and the shifted taps are each taken with one tf.gather over precomputed pixel
+The patches and the shifted taps are each taken with one gather over precomputed pixel
 positions: the same speed as kh*kw slices here, and a fraction of the graph nodes (a
-depth-32 model has ~200 of these convolutions, and graph size sets tracing time).
+depth-32 model has ~200 of these convolutions, and graph size sets tracing time). The
+gather's gradient is again a gather plus a sum over the <= kh*kw reads of each position
+(`gather_positions`), not tf.gather's scatter-add.
+
+`prepare_kernel` turns a kernel, or K stacked ones, into the operands of its form once;
+`conv_prepared_flat` convolves with them (the flow-step loop prepares a level's kernels
+before the loop, tfglow.scan).
 
 On CPU, TensorFlow's Conv2DBackpropFilter for the coupling network's shapes (a wide hidden
 layer against a narrow input or output) runs at a fraction of its matmul speed; the matmul
@@ -84,6 +90,54 @@ def _batch(x):
     return int(x.shape[0]) if x.shape[0] is not None else tf.shape(x)[0]
 
 
+def inverse_index(index, n_src):
+    """For a gather out[m] = src[index[m]] (m < M, index [M] ints in [0, n_src)): inv
+    [n_src, T], T the most times a source row is read, with
+
+        sum over t of g'[inv[p, t]] = sum over m with index[m] = p of g[m],
+
+    g' being g [M, ...] with a zero row appended (inv points there where p is read < T times).
+    So the gather's gradient is a gather and a sum, not a scatter-add (tf.gather's gradient:
+    an UnsortedSegmentSum, on one core here)."""
+    index = np.asarray(index, np.int64)
+    counts = np.bincount(index, minlength=n_src)
+    order = np.argsort(index, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    inv = np.full((n_src, max(int(counts.max()), 1)), len(index), np.int64)
+    inv[index[order], np.arange(len(index)) - starts[index[order]]] = order
+    return inv.astype(np.int32)
+
+
+def gather_positions(t, positions):
+    """t [B, P, C] -> t[:, positions] [B, len(positions), C].
+
+    With a static B, one gather on axis 0 of t as [B * P, C], whose gradient is again a
+    gather (inverse_index) and a sum over at most kh*kw reads: tf.gather's own gradient
+    on axis 1 is two transposes and a single-threaded segment sum, which were ~1/4 of the
+    non-matmul op time of a cifar10 train step at width 128."""
+    b = t.shape[0]
+    if b is None:
+        return tf.gather(t, positions, axis=1)
+    b, p, c = int(b), int(t.shape[1]), int(t.shape[2])
+    index = (np.arange(b)[:, None] * p + np.asarray(positions)[None, :]).reshape(-1)
+    inv = inverse_index(index, b * p)
+    rows = _gather_rows(index.astype(np.int32), inv)(tf.reshape(t, [b * p, c]))
+    return tf.reshape(rows, [b, len(positions), c])
+
+
+def _gather_rows(index, inv):
+    """x [N, C] -> x[index] [M, C], differentiable through inv = inverse_index(index, N)."""
+    @tf.custom_gradient
+    def gather(x):
+        def grad(dy):
+            padded = tf.concat([dy, tf.zeros([1, int(dy.shape[-1])], dy.dtype)], axis=0)
+            if inv.shape[1] == 1:
+                return tf.gather(padded, inv[:, 0])
+            return tf.reduce_sum(tf.gather(padded, inv), axis=1)
+        return tf.gather(x, index), grad
+    return gather
+
+
 def patches(xp, height, width, kh, kw):
     """xp [B, H+kh-1, W+kw-1, C] -> [B, H, W, kh*kw*C], ordered (a, b, c) like a kernel reshape.
 
@@ -91,33 +145,97 @@ def patches(xp, height, width, kh, kw):
     """
     c = int(xp.shape[-1])
     flat = tf.reshape(xp, [_batch(xp), -1, c])
-    cols = tf.gather(flat, _tap_positions(height, width, kh, kw), axis=1)
+    cols = gather_positions(flat, _tap_positions(height, width, kh, kw))
     return tf.reshape(cols, [_batch(xp), height, width, kh * kw * c])
 
 
-def im2col_valid(xp, kernel):
-    """VALID convolution of an already padded xp [B, H+kh-1, W+kw-1, C] -> flat [N, D]."""
-    kh, kw, c, d = (int(s) for s in kernel.shape)
-    height, width = int(xp.shape[1]) - kh + 1, int(xp.shape[2]) - kw + 1
-    cols = patches(xp, height, width, kh, kw)
-    return tf.matmul(tf.reshape(cols, [-1, kh * kw * c]), tf.reshape(kernel, [kh * kw * c, d]))
-
-
-def shift_add_same(x, kernel):
+def shift_add_same(x, k2, kh, kw, d):
     """SAME convolution as one matmul to kh*kw*D channels, then the sum of the kh*kw shifted
-    taps, gathered at once from the zero-padded result -> [B, H, W, D]."""
-    kh, kw, c, d = (int(s) for s in kernel.shape)
+    taps, gathered at once from the zero-padded result -> [B, H, W, D].
+
+    k2 [C, kh*kw*D]: the kernel [kh, kw, C, D] as K' (prepare_kernel), columns (a, b, d)."""
     height, width = int(x.shape[1]), int(x.shape[2])
     taps = kh * kw
-    # K' [C, kh*kw*D], columns ordered (a, b, d).
-    k2 = tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), [c, taps * d])
     z = tf.reshape(tf.matmul(_flat(x), k2), [_batch(x), height, width, taps, d])
     ph, pw = (kh - 1) // 2, (kw - 1) // 2
     zp = tf.reshape(tf.pad(z, [[0, 0], [ph, ph], [pw, pw], [0, 0], [0, 0]]), [_batch(x), -1, d])
     # Output (i, j) takes tap t = (a, b) from padded position (i + a, j + b).
     index = _tap_positions(height, width, kh, kw) * taps + np.tile(np.arange(taps), height * width)
-    gathered = tf.gather(zp, index.astype(np.int32), axis=1)
+    gathered = gather_positions(zp, index.astype(np.int32))
     return tf.reduce_sum(tf.reshape(gathered, [_batch(x), height, width, taps, d]), axis=3)
+
+
+def _form(c, d, kh, kw):
+    """How a [kh, kw, C, D] convolution computes: "1x1", "native", "im2col" or "shift_add"."""
+    if (kh, kw) == (1, 1):
+        return "1x1"
+    if conv_impl() == "native":
+        return "native"
+    return "im2col" if c <= d else "shift_add"
+
+
+def prepare_kernel(kernel, edge_padded=False):
+    """kernel [..., kh, kw, C(+1), D] -> the tuple of operands `conv_prepared_flat` takes.
+
+    Leading axes [...] are kept, so the K stacked kernels of a level are prepared at once,
+    before the loop over its steps (tfglow.scan): the loop body then has no slice or
+    transpose of a kernel, nor their gradients (per step, they were ~3% of a cifar10 train
+    step's op time on CPU). With edge_padded the kernel has the original's
+    indicator channel last (edge_padded_conv_flat). Forms (_form):
+        1x1        ([..., C, D],)
+        im2col     ([..., kh*kw*(C+1), D],)            the indicator is a column per tap
+        native     ([..., kh, kw, C, D][, [..., kh, kw, 1, D]])
+        shift_add  ([..., C, kh*kw*D][, [..., kh*kw, D]])   columns of K' ordered (a, b, d)
+    """
+    lead = [int(n) for n in kernel.shape[:-4]]
+    kh, kw, c1, d = (int(n) for n in kernel.shape[-4:])
+    c = c1 - 1 if edge_padded else c1
+    form = _form(c, d, kh, kw)
+    if form == "1x1":
+        if edge_padded:
+            raise ValueError("a 1x1 convolution has no edge padding")
+        return (tf.reshape(kernel, lead + [c, d]),)
+    if form == "im2col":
+        return (tf.reshape(kernel, lead + [kh * kw * c1, d]),)
+    main, edge = tf.split(kernel, [c, 1], axis=-2) if edge_padded else (kernel, None)
+    if form == "native":
+        return (main,) if edge is None else (main, edge)
+    r = len(lead)
+    k2 = tf.reshape(tf.transpose(main, list(range(r)) + [r + 2, r, r + 1, r + 3]),
+                    lead + [c, kh * kw * d])
+    return (k2,) if edge is None else (k2, tf.reshape(edge, lead + [kh * kw, d]))
+
+
+def conv_prepared_flat(x, prepared, kernel_size, filters, edge_padded=False):
+    """Stride-1 SAME (edge_padded: the original's edge padding) convolution of x [B, H, W, C]
+    from `prepare_kernel` operands -> [B * H * W, filters]."""
+    kh, kw = kernel_size
+    c, d = int(x.shape[-1]), int(filters)
+    form = _form(c, d, kh, kw)
+    if form == "1x1":
+        return tf.matmul(_flat(x), prepared[0])
+    height, width = int(x.shape[1]), int(x.shape[2])
+    if form == "im2col":
+        xp = pad_same(x, kh, kw)
+        if edge_padded:
+            ind = tf.constant(edge_indicator(height, width, kh, kw), dtype=x.dtype)
+            xp = tf.concat([xp, tf.tile(ind, [_batch(x), 1, 1, 1])], axis=-1)
+        cols = patches(xp, height, width, kh, kw)
+        return tf.matmul(tf.reshape(cols, [-1, int(prepared[0].shape[0])]), prepared[0])
+    if form == "native":
+        y = tf.nn.conv2d(x, prepared[0], strides=1, padding="SAME")
+    else:
+        y = shift_add_same(x, prepared[0], kh, kw, d)
+    if edge_padded:
+        # Linear in the input channels: the indicator channel's part is a [1, H, W, D] bias.
+        ind = tf.constant(edge_indicator(height, width, kh, kw), dtype=x.dtype)
+        if form == "native":
+            y = y + tf.nn.conv2d(ind, prepared[1], strides=1, padding="VALID")
+        else:
+            cols = patches(ind, height, width, kh, kw)
+            y = y + tf.reshape(tf.matmul(tf.reshape(cols, [-1, kh * kw]), prepared[1]),
+                               [1, height, width, d])
+    return _flat(y)
 
 
 def conv2d_same_flat(x, kernel):
@@ -126,14 +244,8 @@ def conv2d_same_flat(x, kernel):
     The flat result lets callers add a bias and activation directly after the matmul, where
     TensorFlow fuses them.
     """
-    kh, kw, c, d = (int(s) for s in kernel.shape)
-    if (kh, kw) == (1, 1):
-        return tf.matmul(_flat(x), kernel[0, 0])
-    if conv_impl() == "native":
-        return _flat(tf.nn.conv2d(x, kernel, strides=1, padding="SAME"))
-    if c <= d:
-        return im2col_valid(pad_same(x, kh, kw), kernel)
-    return _flat(shift_add_same(x, kernel))
+    kh, kw, _, d = (int(s) for s in kernel.shape)
+    return conv_prepared_flat(x, prepare_kernel(kernel), (kh, kw), d)
 
 
 def conv2d_same(x, kernel):
@@ -158,16 +270,6 @@ def edge_padded_conv_flat(x, kernel):
     term is a [1, H, W, D] position-dependent bias. im2col takes the indicator as one more
     input channel (a column per tap); the other forms add the bias.
     """
-    kh, kw, c1, d = (int(s) for s in kernel.shape)
-    c = c1 - 1
-    height, width = int(x.shape[1]), int(x.shape[2])
-    ind = tf.constant(edge_indicator(height, width, kh, kw), dtype=x.dtype)
-    if conv_impl() == "matmul" and c <= d:
-        xp = tf.concat([pad_same(x, kh, kw), tf.tile(ind, [_batch(x), 1, 1, 1])], axis=-1)
-        return im2col_valid(xp, kernel)
-    if conv_impl() == "native":
-        edge = tf.nn.conv2d(ind, kernel[:, :, c:], strides=1, padding="VALID")
-    else:
-        edge = tf.reshape(im2col_valid(ind, kernel[:, :, c:]), [1, height, width, d])
-    y = conv2d_same(x, kernel[:, :, :c]) + edge
-    return _flat(y)
+    kh, kw, _, d = (int(n) for n in kernel.shape)
+    return conv_prepared_flat(x, prepare_kernel(kernel, edge_padded=True), (kh, kw), d,
+                              edge_padded=True)

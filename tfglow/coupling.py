@@ -23,8 +23,10 @@ from tfglow.nn import CouplingNN
 
 def split_channels(x):
     """[B, H, W, C] -> (x[..., :C/2], x[..., C/2:])."""
-    half = int(x.shape[-1]) // 2
-    return x[..., :half], x[..., half:]
+    c = int(x.shape[-1])
+    # tf.split, not slicing: the gradient of a slice on the channel axis (StridedSliceGrad)
+    # was ~5% of a cifar10 train step's op time on CPU; split's is one concat.
+    return tuple(tf.split(x, [c // 2, c - c // 2], axis=-1))
 
 
 class _Coupling(FlowLayer):

@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfglow.actnorm import ActNorm, ddi_active
-from tfglow.conv import conv2d_same_flat, edge_padded_conv_flat, unflat
+from tfglow.conv import (conv2d_same_flat, conv_prepared_flat, edge_padded_conv_flat,
+                         prepare_kernel, unflat)
 from tfglow.flow import constant_initializer
 
 
@@ -77,6 +78,14 @@ class _EdgePaddedConv(keras.layers.Layer):
         """x [B, H, W, C] -> [B, H, W, filters]."""
         return unflat(self.convolve_flat(x, kernel), x, self.filters)
 
+    def prepare_kernel(self, kernel):
+        """A kernel [..., kh, kw, C(+1), D] as the operands of convolve_prepared_flat."""
+        return prepare_kernel(kernel, self.edge_padded)
+
+    def convolve_prepared_flat(self, x, operands):
+        """As convolve_flat, from prepare_kernel's operands -> [B * H * W, D]."""
+        return conv_prepared_flat(x, operands, self.kernel_size, self.filters, self.edge_padded)
+
 
 class Conv2D(_EdgePaddedConv):
     """Bias-free convolution with N(0, 0.05) weights followed by ActNorm (original `conv2d`)."""
@@ -95,17 +104,18 @@ class Conv2D(_EdgePaddedConv):
         return (tf.convert_to_tensor(self.kernel), *self.actnorm.raw_weights())
 
     def prepare(self, raw, dtype=tf.float32):
-        """(W * s [..., kh, kw, C(+1), D], b * s [..., D]) in `dtype`, s = exp(actnorm logs):
-        the actnorm folded into the convolution (module docstring)."""
+        """(operands of W * s [..., kh, kw, C(+1), D] (prepare_kernel), b * s [..., D]) in
+        `dtype`, s = exp(actnorm logs): the actnorm folded into the convolution (module
+        docstring)."""
         kernel, bias, logs = raw[0], *self.actnorm.prepare(raw[1:])
         scale = tf.exp(logs)
-        return (tf.cast(kernel * scale[..., None, None, None, :], dtype),
-                tf.cast(bias * scale, dtype))
+        kernel = tf.cast(kernel * scale[..., None, None, None, :], dtype)
+        return self.prepare_kernel(kernel), tf.cast(bias * scale, dtype)
 
     def apply(self, prepared, x, relu=False):
         """[B, H, W, C] -> [B, H, W, filters] in the dtype of x, from `prepare`d weights."""
-        kernel, bias = prepared
-        y2 = tf.nn.bias_add(self.convolve_flat(x, kernel), bias)
+        operands, bias = prepared
+        y2 = tf.nn.bias_add(self.convolve_prepared_flat(x, operands), bias)
         return unflat(tf.nn.relu(y2) if relu else y2, x, self.filters)
 
     def call(self, x, relu=False):
@@ -137,17 +147,19 @@ class Conv2DZeros(_EdgePaddedConv):
         return tuple(tf.convert_to_tensor(v) for v in (self.kernel, self.bias, self.logs))
 
     def prepare(self, raw, dtype=tf.float32, deinterleaved=False):
-        """(W [..., kh, kw, C+1, D] in `dtype`, b [..., D], logs [..., D]); with deinterleaved,
-        the output columns reordered as `deinterleave` (see call_deinterleaved)."""
+        """(operands of W [..., kh, kw, C+1, D] in `dtype` (prepare_kernel), b [..., D], logs
+        [..., D]); with deinterleaved, the output columns reordered as `deinterleave` (see
+        call_deinterleaved)."""
         kernel, bias, logs = (deinterleave(t) for t in raw) if deinterleaved else raw
-        return tf.cast(kernel, dtype), bias, logs
+        return self.prepare_kernel(tf.cast(kernel, dtype)), bias, logs
 
     def apply(self, prepared, x):
         """float32 [B, H, W, D]; the convolution runs in the dtype of x."""
-        kernel, bias, logs = prepared
-        y2 = tf.cast(self.convolve_flat(x, tf.cast(kernel, x.dtype)), tf.float32)
+        operands, bias, logs = prepared
+        operands = tuple(tf.cast(t, x.dtype) for t in operands)
+        y2 = tf.cast(self.convolve_prepared_flat(x, operands), tf.float32)
         y2 = tf.nn.bias_add(y2, bias) * tf.exp(logs * self.logscale_factor)
-        return unflat(y2, x, int(kernel.shape[-1]))
+        return unflat(y2, x, self.filters)
 
     def call(self, x):
         return self.apply(self.prepare(self.raw_weights(), x.dtype), x)

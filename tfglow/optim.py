@@ -325,6 +325,16 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         grads = iter(grads)
         g = tf.stack([tf.cast(tf.convert_to_tensor(next(grads)), dtype) if it is not None else
                       tf.zeros(var0.shape, dtype) for it in items])
+        # Everything below waits for the gradients: else the executor may read and stack the
+        # weights and slots (and compute what depends on them alone) at the start of the
+        # step and hold those copies through the whole backward pass.
+        scalars = self._step_scalars(learning_rate)
+        with tf.control_dependencies([g]):
+            self._group_update_from(group, items, g, var0, scalars)
+
+    def _group_update_from(self, group, items, g, var0, scalars):
+        """_group_update once the group's gradients g [n, *shape] are stacked."""
+        dtype = var0.dtype
         w = tf.stack([tf.convert_to_tensor(self._trainable_variables[i])
                       for i in self._groups[group]])
         keep = (None if all(it is not None for it in items) else
@@ -332,7 +342,6 @@ class GlowOptimizer(keras.optimizers.Optimizer):
                            [-1] + [1] * len(var0.shape)))
         select = (lambda new, old: new) if keep is None else (
             lambda new, old: tf.where(keep, new, old))
-        scalars = self._step_scalars(learning_rate)
         lr_t = tf.cast(scalars["lr_t"], dtype)
         scale = self._row_scale(group)
         if scale is not None:
@@ -347,7 +356,8 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         m2_new = select(self._second_moment(m2, g, tf.cast(self.beta2, dtype)), m2)
         self.assign(m2, m2_new)
         delta = m1_new / self._denominator(m2_new, tf.cast(self.epsilon, dtype))
-        w_new = select(tf.cast(self.decay_factor, dtype) * w - lr_t * delta, w)
+        decayed = w if self.decay_factor == 1.0 else tf.cast(self.decay_factor, dtype) * w
+        w_new = select(decayed - lr_t * delta, w)
         for it, value in zip(items, tf.unstack(w_new)):
             if it is not None:
                 self.assign(it[1], value)
@@ -362,7 +372,9 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         if not self.polyak_zero_debias:
             # The average of a variable starts at its value: here the weights right before the
             # first update (so data-dependent init / broadcast done before step 1 are included).
-            prev = tf.where(scalars["first"], w_old, tf.convert_to_tensor(avg))
+            # A cond on the scalar, not a select over the whole group.
+            prev = tf.cond(scalars["first"], lambda: tf.identity(w_old),
+                           lambda: tf.convert_to_tensor(avg))
             new = prev - (prev - w_new) * one_minus
             if self.polyak_copy_steps > 0:  # an exact copy (not prev - (prev - w))
                 new = tf.where(self.iterations < self.polyak_copy_steps, w_new, new)
