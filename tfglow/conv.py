@@ -27,6 +27,8 @@ narrow side. Results equal tf.nn.conv2d up to float32 summation order (tests/tes
 and the patch copies would cost memory; otherwise im2col when C <= D and shift_add when
 C > D. `set_conv_impl` overrides the choice for the process (benchmarks, tests).
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -119,10 +121,19 @@ def gather_positions(t, positions):
     if b is None:
         return tf.gather(t, positions, axis=1)
     b, p, c = int(b), int(t.shape[1]), int(t.shape[2])
-    index = (np.arange(b)[:, None] * p + np.asarray(positions)[None, :]).reshape(-1)
-    inv = inverse_index(index, b * p)
-    rows = _gather_rows(index.astype(np.int32), inv)(tf.reshape(t, [b * p, c]))
+    positions = np.asarray(positions, np.int32)
+    index, inv = _row_indices(b, p, positions.tobytes())
+    rows = _gather_rows(index, inv)(tf.reshape(t, [b * p, c]))
     return tf.reshape(rows, [b, len(positions), c])
+
+
+@functools.lru_cache(maxsize=128)
+def _row_indices(b, p, positions):
+    """(index [B * len(positions)], inverse_index) of gather_positions on [B * P, C]; cached
+    (the same few shapes recur in every step, and eager data-dependent init runs them all)."""
+    positions = np.frombuffer(positions, np.int32)
+    index = (np.arange(b)[:, None] * p + positions[None, :]).reshape(-1)
+    return index.astype(np.int32), inverse_index(index, b * p)
 
 
 def _gather_rows(index, inv):
