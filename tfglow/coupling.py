@@ -24,8 +24,9 @@ from tfglow.nn import CouplingNN
 def split_channels(x):
     """[B, H, W, C] -> (x[..., :C/2], x[..., C/2:])."""
     c = int(x.shape[-1])
-    # tf.split, not slicing: the gradient of a slice on the channel axis (StridedSliceGrad)
-    # was ~5% of a cifar10 train step's op time on CPU; split's is one concat.
+    # tf.split, not slicing: split's gradient is one concat. The gradients of channel-axis
+    # slices (StridedSliceGrad, these and the kernel slices now in conv.prepare_kernel)
+    # took ~5% of a cifar10 train step's op time on CPU.
     return tuple(tf.split(x, [c // 2, c - c // 2], axis=-1))
 
 
