@@ -33,6 +33,7 @@ from tfglow.memory import check_gradient_mode, run_flow_steps, run_flow_steps_in
 from tfglow.prior import Classifier, TopPrior, bits_y
 from tfglow.split import Split2d
 from tfglow.squeeze import squeeze2d, unsqueeze2d
+from tfglow.stacked import StackedWeights
 from tfglow.step import FlowStep
 
 tfb = tfp.bijectors
@@ -73,12 +74,17 @@ class Glow(DensityModel, keras.Model):
         rng = np.random.default_rng(cfg.seed)
         size, channels = cfg.image_size // 2, 4 * cfg.n_channels
         self.flow_steps, self.splits, latent_shapes = [], [], []
+        self.level_weights = []
         for level in range(cfg.n_levels):
+            steps = []
             for k in range(cfg.depth):
                 step = FlowStep(cfg.width, cfg.flow_permutation, cfg.flow_coupling, rng=rng,
                                 name=f"level{level}_step{k}")
                 step.build((None, size, size, channels))
-                self.flow_steps.append(step)
+                steps.append(step)
+            self.flow_steps.extend(steps)
+            # The level's weights, stacked [K, ...]; the steps read their rows (tfglow.stacked).
+            self.level_weights.append(StackedWeights(steps, name=f"level{level}_weights"))
             if level < cfg.n_levels - 1:
                 split = Split2d(name=f"split{level}")
                 split.build((None, size, size, channels))
@@ -95,7 +101,7 @@ class Glow(DensityModel, keras.Model):
             self.classifier.build((None, size, size, channels))
         # Keras wraps the lists above in containers that tf.train.Checkpoint does not see;
         # naming each layer as an attribute makes checkpoints hold every variable.
-        for layer in (*self.flow_steps, *self.splits):
+        for layer in (*self.flow_steps, *self.splits, *self.level_weights):
             setattr(self, layer.name, layer)
         self.initialized = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                            name="initialized")

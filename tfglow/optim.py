@@ -119,6 +119,17 @@ def warmup_lr(lr, n_processed, n_train, epochs_warmup):
     return lr * min(1.0, n_processed / (n_train * epochs_warmup))
 
 
+def _stack(tensors):
+    """tf.stack; of one tensor, a reshape (no copy: a stacked [K, ...] weight is its own
+    group, tfglow.stacked)."""
+    return tf.expand_dims(tensors[0], 0) if len(tensors) == 1 else tf.stack(tensors)
+
+
+def _unstack(t):
+    """tf.unstack along axis 0; of one row, a reshape (no copy)."""
+    return [tf.reshape(t, t.shape[1:])] if t.shape[0] == 1 else tf.unstack(t)
+
+
 # --------------------------------------------------------------------------- optimizers
 
 class GlowOptimizer(keras.optimizers.Optimizer):
@@ -323,8 +334,8 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         var0 = next(it[1] for it in items if it is not None)
         dtype = var0.dtype
         grads = iter(grads)
-        g = tf.stack([tf.cast(tf.convert_to_tensor(next(grads)), dtype) if it is not None else
-                      tf.zeros(var0.shape, dtype) for it in items])
+        g = _stack([tf.cast(tf.convert_to_tensor(next(grads)), dtype) if it is not None else
+                    tf.zeros(var0.shape, dtype) for it in items])
         # Everything below waits for the gradients: else the executor may read and stack the
         # weights and slots (and compute what depends on them alone) at the start of the
         # step and hold those copies through the whole backward pass.
@@ -335,8 +346,8 @@ class GlowOptimizer(keras.optimizers.Optimizer):
     def _group_update_from(self, group, items, g, var0, scalars):
         """_group_update once the group's gradients g [n, *shape] are stacked."""
         dtype = var0.dtype
-        w = tf.stack([tf.convert_to_tensor(self._trainable_variables[i])
-                      for i in self._groups[group]])
+        w = _stack([tf.convert_to_tensor(self._trainable_variables[i])
+                    for i in self._groups[group]])
         keep = (None if all(it is not None for it in items) else
                 tf.reshape(tf.constant([it is not None for it in items]),
                            [-1] + [1] * len(var0.shape)))
@@ -358,7 +369,7 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         delta = m1_new / self._denominator(m2_new, tf.cast(self.epsilon, dtype))
         decayed = w if self.decay_factor == 1.0 else tf.cast(self.decay_factor, dtype) * w
         w_new = select(decayed - lr_t * delta, w)
-        for it, value in zip(items, tf.unstack(w_new)):
+        for it, value in zip(items, _unstack(w_new)):
             if it is not None:
                 self.assign(it[1], value)
         if self.polyak_enabled:

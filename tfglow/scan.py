@@ -39,9 +39,15 @@ waits for one of them, dead in that iteration like the rest of the body
 import numpy as np
 import tensorflow as tf
 
+from tfglow import stacked
+
 
 def stacked_raw_weights(steps):
-    """Nested tuple of [K, ...] tensors: each variable of the K steps, stacked."""
+    """Nested tuple of [K, ...] tensors: each variable of the K steps, stacked. Steps whose
+    weights are one StackedWeights (a Glow level) read each stacked variable once."""
+    if stacked.store_of(steps) is not None:
+        with stacked.whole_stack():
+            return steps[0].raw_weights()
     raws = [step.raw_weights() for step in steps]
     return tf.nest.map_structure(lambda *t: tf.stack(t), *raws)
 
