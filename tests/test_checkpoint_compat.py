@@ -15,6 +15,8 @@ import pytest
 import tensorflow as tf
 
 import tfglow
+from tfglow import stacked
+from tfglow.training.checkpoints import restore_checkpoint
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "glow_v1")
 NAMES = sorted(d for d in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, d)))
@@ -26,9 +28,19 @@ def restored(name):
     with open(os.path.join(d, "config.json")) as f:
         cfg = tfglow.GlowConfig.from_dict(json.load(f))
     model = tfglow.Glow(cfg.replace(seed=cfg.seed + 1))
-    tf.train.Checkpoint(model=model).read(os.path.join(d, "ckpt")).assert_consumed()
+    # Per-step weights (before tfglow.stacked): converted into the levels' stacked variables.
+    assert restore_checkpoint(os.path.join(d, "ckpt"), model) == "per_step"
     expected = dict(np.load(os.path.join(d, "expected.npz")))
     return model, expected
+
+
+def in_old_order(model, tensors):
+    """tensors (one per trainable variable of `model`) as the per-step model's list: one per
+    step's variable, in its order (stacked.per_step_layout)."""
+    by_id = {id(v): tf.convert_to_tensor(t).numpy()
+             for v, t in zip(model.trainable_variables, tensors)}
+    return [by_id[id(v)] if row is None else by_id[id(v)][row]
+            for v, row in stacked.per_step_layout(model)]
 
 
 def loss_terms_and_grads(model, x, noise, y):
@@ -64,12 +76,13 @@ def test_old_checkpoint_gives_the_old_losses_and_gradients(name, mode, step_loop
     for key in ("loss", "bits_x", "bits_y", "pred_error"):
         np.testing.assert_allclose(terms[key].numpy(), exp[f"terms_{key}"], rtol=1e-6, atol=1e-6,
                                    err_msg=key)
-    assert len(grads) == len([k for k in exp if k.startswith("grad_")])
-    for i, (g, v) in enumerate(zip(grads, model.trainable_variables)):
+    old_grads = in_old_order(model, grads)
+    assert len(old_grads) == len([k for k in exp if k.startswith("grad_")])
+    for i, g in enumerate(old_grads):
         ref = exp[f"grad_{i}"]
-        err = np.abs(tf.convert_to_tensor(g).numpy() - ref).max() / max(np.abs(ref).max(), 1e-30)
+        err = np.abs(g - ref).max() / max(np.abs(ref).max(), 1e-30)
         # Mode 2 reconstructs inputs by the inverses (tests/test_memory.py bounds it).
-        assert err <= (2e-5 if mode == 2 else 1e-5), (v.path, err)
+        assert err <= (2e-5 if mode == 2 else 1e-5), (i, err)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -116,11 +129,15 @@ def test_old_optimizer_slots_are_converted_on_resume(tmp_path):
     exp = np.load(os.path.join(OPTIM_V1, "expected.npz"))
     opt = trainer.optimizer
     assert int(opt.iterations.numpy()) == int(trainer.step.numpy()) == 3
-    for i, v in enumerate(opt._trainable_variables):
-        np.testing.assert_array_equal(v.numpy(), exp[f"w_{i}"])
-        for name in ("m1", "m2", "polyak"):
-            np.testing.assert_array_equal(opt.slot(name, v).numpy(), exp[f"{name}_{i}"],
-                                          err_msg=f"{name} of {v.path}")
+    variables = opt._trainable_variables
+    weights = in_old_order(trainer.model, variables)
+    assert len(weights) == len([k for k in exp if k.startswith("w_")])
+    for i, w in enumerate(weights):
+        np.testing.assert_array_equal(w, exp[f"w_{i}"])
+    for name in ("m1", "m2", "polyak"):
+        slots = in_old_order(trainer.model, opt.slots(name, variables))
+        for i, slot in enumerate(slots):
+            np.testing.assert_array_equal(slot, exp[f"{name}_{i}"], err_msg=f"{name} {i}")
     trainer.run()  # and training goes on from there
     assert int(trainer.step.numpy()) == 4
 
@@ -130,11 +147,12 @@ def test_old_optimizer_slots_give_the_old_polyak_weights(tmp_path):
 
     model, _ = load_trained(os.path.join(OPTIM_V1, "run"))
     exp = np.load(os.path.join(OPTIM_V1, "expected.npz"))
-    for i, v in enumerate(model.trainable_variables):
-        np.testing.assert_array_equal(v.numpy(), exp[f"loaded_{i}"])
+    weights = in_old_order(model, model.trainable_variables)
+    for i, w in enumerate(weights):
+        np.testing.assert_array_equal(w, exp[f"loaded_{i}"])
     # the average differs from the raw weights, so this is the converted Polyak slot
     assert not all(np.array_equal(exp[f"loaded_{i}"], exp[f"w_{i}"])
-                   for i in range(len(model.trainable_variables)))
+                   for i in range(len(weights)))
 
 
 def test_old_slots_of_another_model_are_refused():
@@ -145,5 +163,44 @@ def test_old_slots_of_another_model_are_refused():
     model(tf.zeros([1, 8, 8, 1], tf.uint8))
     opt = make_optimizer("adamax", train_its=6)
     opt.build(model.trainable_variables)
+    ckpt = os.path.join(OPTIM_V1, "run", "checkpoints", "ckpt-3")
     with pytest.raises(ValueError, match="do not match this model"):
-        opt.restore_slots_from(os.path.join(OPTIM_V1, "run", "checkpoints", "ckpt-3"))
+        opt.restore_slots_from(ckpt)
+    with pytest.raises(ValueError, match="per-step checkpoint lacks model/level0_step1/"):
+        restore_checkpoint(ckpt, model, opt)
+
+
+# --------------------------------------------------------------- per-step weights (glow_v2)
+# tests/fixtures/glow_v2 (tests/fixtures/make_glow_v2.py, code of commit 4645345): a model and
+# Adamax checkpoint with one variable per flow step and the slots stacked by shape over them,
+# before tfglow.stacked.
+GLOW_V2 = os.path.join(os.path.dirname(FIXTURES), "glow_v2")
+
+
+def test_per_step_checkpoint_with_stacked_slots_resumes_exactly():
+    from tfglow.optim import make_optimizer
+
+    with open(os.path.join(GLOW_V2, "config.json")) as f:
+        cfg = tfglow.GlowConfig(**json.load(f))
+    exp = np.load(os.path.join(GLOW_V2, "expected.npz"))
+    model = tfglow.Glow(cfg.replace(seed=cfg.seed + 1))  # every value must come from the file
+    optimizer = make_optimizer("adamax", lr=1e-2, train_its=10)
+    optimizer.build(model.trainable_variables)
+    assert restore_checkpoint(os.path.join(GLOW_V2, "ckpt"), model, optimizer) == "per_step"
+    assert int(optimizer.iterations.numpy()) == int(exp["iterations"]) == 2
+    variables = model.trainable_variables
+    n_old = len([k for k in exp.files if k.startswith("w_")])
+    assert len(variables) < n_old  # the steps' variables are stacked now
+    for i, w in enumerate(in_old_order(model, variables)):
+        np.testing.assert_array_equal(w, exp[f"w_{i}"])
+    for name in ("m1", "m2", "polyak"):
+        for i, slot in enumerate(in_old_order(model, optimizer.slots(name, variables))):
+            np.testing.assert_array_equal(slot, exp[f"{name}_{i}"], err_msg=f"{name} {i}")
+    # One more step gives the old code's loss and weights.
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(model.loss_terms(exp["x"], noise=exp["noise"])["loss"])
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    np.testing.assert_allclose(float(loss), float(exp["next_loss"]), rtol=1e-6)
+    for i, w in enumerate(in_old_order(model, variables)):
+        np.testing.assert_allclose(w, exp[f"next_w_{i}"], rtol=1e-5, atol=1e-6,
+                                   err_msg=str(i))

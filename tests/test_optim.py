@@ -433,3 +433,23 @@ def test_a_variable_without_gradient_keeps_its_value_and_slots():
                        0.9, 0.9)
     _assert_close([variables[0].numpy()], ref["w"], "w0")
     _assert_close([variables[2].numpy() - 2.0], ref["w"], "w2")
+
+
+def test_eager_steps_use_their_own_bias_correction():
+    """Eager apply_gradients recomputes t: each step's update equals that of a fresh
+    optimizer restored to that step (the per-apply scalars once stayed those of step 1)."""
+    g = tf.constant([0.5, -1.0, 2.0])
+    var = keras.Variable(tf.constant([1.0, 2.0, 3.0]))
+    opt = O.make_optimizer("adamax", lr=0.1, train_its=10, polyak=False)
+    opt.build([var])
+    for _ in range(3):
+        before = var.numpy()
+        m1, m2, t = opt.slot("m1", var).numpy(), opt.slot("m2", var).numpy(), \
+            int(opt.iterations.numpy()) + 1
+        opt.apply_gradients([(g, var)])
+        b1, b2 = opt.beta1, opt.beta2
+        m1 = b1 * m1 + (1 - b1) * g.numpy()
+        m2 = np.maximum(b2 * m2, np.abs(g.numpy()))
+        lr_t = 0.1 * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        np.testing.assert_allclose(var.numpy(), before - lr_t * m1 / (m2 + opt.epsilon),
+                                   rtol=1e-5, err_msg=f"step {t}")

@@ -41,10 +41,10 @@ What the original does, and what is reproduced here:
 Layout (why this is not one Keras update per variable): the moments and averages of all
 variables of one shape are stacked into one slot variable per shape ([n, *shape]; a Glow level's
 32 steps share their shapes), and each shape group is updated by one set of ops on the stacked
-tensors. The cifar10 preset has 1,161 variables in 18 shapes, so its compiled train step holds
-18 updates instead of 1,161, and 9.7k graph nodes instead of 20.8k (what remains per variable
-is its handle, read and write); the optimizer's build, tracing and graph optimisation take
-about half the time they took (benchmarks/startup.py).
+tensors. With per-step variables the cifar10 preset had 1,161 variables in 18 shapes, so its
+compiled train step held 18 updates instead of 1,161, and 9.7k graph nodes instead of 20.8k.
+(A Glow level's weights are now stacked variables themselves, tfglow.stacked: each is a group
+of one, updated without stacking copies.)
 Checkpoints written with one slot per variable (before this layout) are converted on restore
 (:meth:`GlowOptimizer.restore_slots_from`).
 
@@ -65,6 +65,7 @@ import math
 from typing import Iterable, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras.src.utils import tracking as keras_tracking
 
@@ -267,6 +268,9 @@ class GlowOptimizer(keras.optimizers.Optimizer):
 
     # ----------------------------------------------------------------- update
     def apply(self, grads, trainable_variables=None):
+        # _step_scalars is per apply: eagerly the learning rate is the same variable at every
+        # step, so a cache keyed by it alone kept the first step's t (bias correction) forever.
+        self._scalars = None
         grads = list(grads)
         ctx = tf.distribute.get_replica_context()
         if self.average_across_replicas and ctx is not None and ctx.num_replicas_in_sync > 1:
@@ -422,6 +426,60 @@ class GlowOptimizer(keras.optimizers.Optimizer):
                 values = [reader.get_tensor(key(offset + i * per_var + s)) for i in rows]
                 self._stack(g, name).assign(tf.stack(values))
         return True
+
+    def restore_per_step_layout(self, checkpoint, layout, prefix="optimizer"):
+        """Fill iterations, learning rate and the slots from a checkpoint of a model whose
+        weights were one variable per flow step (tfglow.stacked; checkpoints before stacked
+        weights). layout: [(variable of this optimizer, row or None)], that model's trainable
+        variables in its order, each as a row of a stacked variable (or a whole variable). Its
+        slots were stacked by shape over that order, or (older) one slot variable per variable.
+        Raises ValueError naming the first missing or mis-shaped slot."""
+        reader = tf.train.load_checkpoint(checkpoint)
+        names, per = self._slot_names, len(self._slot_names)
+        shapes = [(tuple(v.shape[1:]) if r is not None else tuple(v.shape), v.dtype)
+                  for v, r in layout]
+        groups = {}
+        for i, key in enumerate(shapes):
+            groups.setdefault(key, []).append(i)
+        old = {name: [None] * len(layout) for name in names}
+        stacked_key = f"{prefix}/stacked_slot_{{}}/.ATTRIBUTES/VARIABLE_VALUE".format
+        per_var_key = f"{prefix}/_variables/{{}}/.ATTRIBUTES/VARIABLE_VALUE".format
+        for g, rows in enumerate(groups.values()):
+            for s, name in enumerate(names):
+                grouped = reader.has_tensor(stacked_key(0))
+                if grouped:
+                    keys = [stacked_key(g * per + s)]
+                else:  # one slot variable per variable, after the optimizer's own two
+                    keys = [per_var_key(len(self._variables) + i * per + s) for i in rows]
+                missing = [k for k in keys if not reader.has_tensor(k)]
+                if missing:
+                    raise ValueError(f"{checkpoint}: no {missing[0]} (slot {name!r}); its "
+                                     "optimizer does not match this model")
+                values = (reader.get_tensor(keys[0]) if grouped else
+                          np.stack([reader.get_tensor(k) for k in keys]))
+                want = (len(rows),) + shapes[rows[0]][0]
+                if values.shape != want:
+                    raise ValueError(f"{checkpoint}: {keys[0]} has shape {values.shape}, this "
+                                     f"model's slots need {want}")
+                for r, i in enumerate(rows):
+                    old[name][i] = values[r]
+        index = {(id(v), r): i for i, (v, r) in enumerate(layout)}
+        for g, rows in enumerate(self._groups):
+            for name in names:
+                values = []
+                for i in rows:
+                    var = self._trainable_variables[i]
+                    if (id(var), None) in index:
+                        values.append(old[name][index[(id(var), None)]])
+                    else:
+                        values.append(np.stack([old[name][index[(id(var), k)]]
+                                                for k in range(var.shape[0])]))
+                self._stack(g, name).assign(np.stack(values))
+        for var, attr in ((self._iterations, "_iterations"),
+                          (self._learning_rate, "_learning_rate")):
+            key = f"{prefix}/{attr}/.ATTRIBUTES/VARIABLE_VALUE"
+            if isinstance(var, keras.Variable) and reader.has_tensor(key):
+                var.assign(reader.get_tensor(key))
 
     # ----------------------------------------------------------------- config
     def get_config(self):

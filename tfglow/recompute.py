@@ -71,6 +71,8 @@ def variable_gradients(variables, pairs):
     for var, grad in pairs:
         if grad is not None:
             key = var.ref()
+            # Rows of a stacked variable (tfglow.stacked) have IndexedSlices gradients.
+            grad = tf.convert_to_tensor(grad)
             total[key] = grad if key not in total else total[key] + grad
     return [total.get(v.ref()) for v in variables]
 

@@ -12,8 +12,8 @@ time), the level's weights are stacked along a leading axis and one step body ru
     for k in 0..K-1:  x, d[k] = steps[0].forward_with(params[k], x)
     logdet += sum over k of d[k]                            (after the loop, see below)
 
-The variables stay the steps' own (per-step access, checkpoints unchanged); the stack is a
-read of each variable, its gradient a slice. Gradient modes (tfglow.memory):
+A Glow level keeps these [K, ...] weights as variables (tfglow.stacked): the stack is one
+read of each, its gradient one [K, ...] tensor; the steps read their rows for per-step use. Gradient modes (tfglow.memory):
   0  autodiff through the loop: TensorFlow stores each iteration's activations;
   1  `checkpointed_level` (tfglow.recompute): stores each step's input, recomputes the step;
   2  `reversible_level` (tfglow.reversible): stores the outputs of chains of at most

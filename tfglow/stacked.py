@@ -9,12 +9,12 @@ A level of a Glow model has K flow steps with identical structure. Their weights
                                   assigns that row (data-dependent init, set_from_matrix)
 
 Why: the level's loop (tfglow.scan) consumes the weights stacked. Per-step variables had to be
-read and stacked (a copy of every weight per step, and its gradient a split into K), and the
-optimizer re-stacked the K gradients and weights by shape and wrote them back one by one: a
-cifar10 model (1,161 variables) had ~8k of its ~10k train-step graph nodes per variable, and
-the copies held ~0.8 GB at width 512. Stacked, the loop reads each weight once, its gradient
-is one [K, ...] tensor, and the optimizer updates it in place (benchmarks/startup.py,
-benchmarks/memory.py).
+read and stacked every step (a copy of every weight, its gradient a split into K), and the
+optimizer re-stacked the K gradients and weights by shape and wrote them back one by one: of
+the cifar10 preset's ~9,800 train-step graph nodes, ~8,000 were per variable (1,161 of them).
+Stacked, the loop reads each weight once, its gradient is one [K, ...] tensor, and each is its
+own optimizer group; the train step has ~3,000 nodes, which shortens tracing and graph
+optimisation (benchmarks/startup.py).
 
 The steps keep their layers and per-step API (`step.actnorm.bias`, `step.bijector()`,
 `set_from_matrix`): their variable attributes become `Row`s, which convert to tensors and
@@ -30,6 +30,7 @@ import threading
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from tfglow.flow import constant_initializer
 
@@ -104,18 +105,20 @@ for _name in ("__neg__", "__abs__", "__getitem__"):
     setattr(Row, _name, (lambda n: lambda self, *a: getattr(self.read(), n)(*a))(_name))
 
 
-def variable_attributes(layer, prefix=""):
+def variable_attributes(layer, prefix="", seen=None):
     """[(owner layer, attribute name, path)] of every variable reachable from `layer` through
-    public attributes, in attribute order; path joins the attribute names with "/" (the key
-    of the variable in a tf.train.Checkpoint of `layer`)."""
+    public attributes, in attribute order; path joins the attribute names with "/" (the
+    variable's object path in a tf.train.Checkpoint of `layer`)."""
+    seen = set() if seen is None else seen
+    seen.add(id(layer))
     found = []
     for attr, value in list(vars(layer).items()):
         if attr.startswith("_"):
             continue
         if isinstance(value, keras.Variable):
             found.append((layer, attr, prefix + attr))
-        elif isinstance(value, keras.layers.Layer):
-            found.extend(variable_attributes(value, prefix + attr + "/"))
+        elif isinstance(value, keras.layers.Layer) and id(value) not in seen:
+            found.extend(variable_attributes(value, prefix + attr + "/", seen))
     return found
 
 
@@ -143,6 +146,11 @@ class StackedWeights(keras.layers.Layer):
             if [p for _, _, p in found] != paths:
                 raise ValueError(f"{self.name}: {layer.name} does not have the weights of "
                                  f"{layers[0].name}")
+        # Where each layer's trainable variables were in the layers' own order (a model's
+        # trainable_variables before stacking: the order of older optimizer slots).
+        position = {id(getattr(owner, attr)): (j, k) for k, found in enumerate(per_layer)
+                    for j, (owner, attr, _) in enumerate(found)}
+        legacy = [position[id(v)] for layer in layers for v in layer.trainable_variables]
         stacked = []
         for j, path in enumerate(paths):
             variables = [getattr(owner, attr) for owner, attr, _ in
@@ -163,6 +171,8 @@ class StackedWeights(keras.layers.Layer):
         object.__setattr__(self, "members", layers)
         object.__setattr__(self, "paths", tuple(paths))
         object.__setattr__(self, "stacked", tuple(stacked))
+        #: [(stacked variable, row)] in the order of the K layers' own trainable variables.
+        object.__setattr__(self, "legacy_order", tuple((stacked[j], k) for j, k in legacy))
         self.built = True
 
     def rows_of(self, layers):
@@ -179,31 +189,92 @@ def store_of(layers):
     return store if store is not None and store.rows_of(list(layers)) else None
 
 
-def per_step_keys(store, prefix="model"):
-    """{stacked variable: [checkpoint key of row k, for k in 0..K-1]} in the per-step layout
-    (tfglow before stacked weights): <prefix>/<layer name>/<path>/.ATTRIBUTES/VARIABLE_VALUE."""
-    return {var: [f"{prefix}/{layer.name}/{path}/.ATTRIBUTES/VARIABLE_VALUE"
-                  for layer in store.members]
-            for var, path in zip(store.stacked, store.paths)}
+def object_graph(reader):
+    """The TrackableObjectGraph of a checkpoint (`reader`: tf.train.load_checkpoint)."""
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return graph
+
+
+def variable_key(graph, path):
+    """The tensor key of the variable at object path `path` (e.g.
+    "model/level0_step0/actnorm/bias") in a checkpoint's object graph, or None. (A variable
+    reachable by several paths is saved under one key: trainer checkpoints hold the
+    trainable ones under optimizer/_trainable_variables/<i>.)"""
+    node = 0
+    for name in path.split("/"):
+        node = next((c.node_id for c in graph.nodes[node].children if c.local_name == name),
+                    None)
+        if node is None:
+            return None
+    attributes = graph.nodes[node].attributes
+    return attributes[0].checkpoint_key if attributes else None
 
 
 def restore_per_step(stores, reader, prefix="model"):
-    """Fills the stacked variables of `stores` from a per-step checkpoint (`reader`:
-    tf.train.load_checkpoint). Returns False (changing nothing) if the checkpoint is not in
-    that layout; raises ValueError naming the first missing or mis-shaped weight."""
-    keys = [per_step_keys(s, prefix) for s in stores]
-    if not keys or not reader.has_tensor(next(iter(keys[0].values()))[0]):
+    """Fills the stacked variables of `stores` from a checkpoint of the per-step layout
+    (tfglow before stacked weights: step k's weight at <prefix>/<step name>/<path>).
+    `reader`: tf.train.load_checkpoint. Returns False (changing nothing) if the checkpoint is
+    not in that layout; raises ValueError naming the first missing or mis-shaped weight."""
+    if not stores:
         return False
-    for by_var in keys:
-        for var, row_keys in by_var.items():
+    graph = object_graph(reader)
+    first = stores[0]
+    if variable_key(graph, f"{prefix}/{first.members[0].name}/{first.paths[0]}") is None:
+        return False
+    values = []
+    for store in stores:
+        for var, path in zip(store.stacked, store.paths):
             rows = []
-            for key in row_keys:
-                if not reader.has_tensor(key):
-                    raise ValueError(f"per-step checkpoint lacks {key}")
+            for layer in store.members:
+                key = variable_key(graph, f"{prefix}/{layer.name}/{path}")
+                if key is None:
+                    raise ValueError(f"per-step checkpoint lacks {prefix}/{layer.name}/{path}")
                 rows.append(reader.get_tensor(key))
             value = np.stack(rows)
             if value.shape != tuple(var.shape):
-                raise ValueError(f"{row_keys[0]}: shape {value.shape[1:]} != this model's "
-                                 f"{tuple(var.shape[1:])}")
-            var.assign(value)
+                raise ValueError(f"{prefix}/{store.members[0].name}/{path}: shape "
+                                 f"{value.shape[1:]} != this model's {tuple(var.shape[1:])}")
+            values.append((var, value))
+    for var, value in values:
+        var.assign(value)
     return True
+
+
+def restore_per_step_model(model, reader, prefix="model"):
+    """Restores every variable of `model` (with `level_weights`, e.g. Glow) from a checkpoint
+    of the per-step layout: the stacked ones row by row (restore_per_step), the others by
+    their object path. Returns False (changing nothing) if the checkpoint is not in that
+    layout; raises ValueError naming the first weight it lacks."""
+    stores = list(getattr(model, "level_weights", ()))
+    graph = object_graph(reader)
+    first = stores[0] if stores else None
+    if first is None or variable_key(
+            graph, f"{prefix}/{first.members[0].name}/{first.paths[0]}") is None:
+        return False
+    skip = {id(store) for store in stores}
+    others = []
+    for owner, attr, path in variable_attributes(model):
+        if id(owner) in skip:
+            continue
+        key = variable_key(graph, f"{prefix}/{path}")
+        if key is None:
+            raise ValueError(f"per-step checkpoint lacks {prefix}/{path}")
+        others.append((getattr(owner, attr), reader.get_tensor(key)))
+    restore_per_step(stores, reader, prefix)
+    for var, value in others:
+        var.assign(value)
+    return True
+
+
+def per_step_layout(model):
+    """[(variable, row or None)]: `model`'s trainable variables in the order the per-step
+    layout had them (Keras' order: the model's own, then each sublayer's in tracking order,
+    a level's stacked weights standing where its steps were), as rows of stacked ones."""
+    layout = [(v, None) for v in model._trainable_variables]
+    for layer in model._flatten_layers(include_self=False, recursive=False):
+        if isinstance(layer, StackedWeights):
+            layout.extend(layer.legacy_order)
+        else:
+            layout.extend((v, None) for v in layer.trainable_variables)
+    return layout

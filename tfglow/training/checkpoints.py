@@ -67,6 +67,44 @@ def logdir_of(checkpoint):
     return os.path.dirname(d) if os.path.basename(d) in ("checkpoints", "best") else d
 
 
+def restore_checkpoint(checkpoint, model, optimizer=None, strict=True, **others):
+    """Restores `model`, `optimizer` and `others` (trackables by checkpoint name, e.g. step)
+    from `checkpoint`, in this layout or an older one:
+
+      - per-step model weights (before tfglow.stacked: one variable per flow step), with
+        their optimizer slots stacked by shape over that model's variables or one per
+        variable: converted (stacked.restore_per_step_model, restore_per_step_layout);
+      - per-variable optimizer slots (before stacked slots): converted (restore_slots_from).
+
+    strict: every object of the model, optimizer and others must be in the checkpoint (else
+    ValueError); False ignores what is absent (e.g. an optimizer when only reading weights).
+    Returns "current", "per_step" or "per_variable_slots" (the layout found).
+    """
+    from tfglow import stacked
+
+    reader = tf.train.load_checkpoint(checkpoint)
+    if stacked.restore_per_step_model(model, reader):
+        if optimizer is not None:
+            optimizer.restore_per_step_layout(checkpoint, stacked.per_step_layout(model))
+        if others:
+            status = tf.train.Checkpoint(**others).restore(checkpoint)
+            status.assert_existing_objects_matched() if strict else status.expect_partial()
+        return "per_step"
+    trackables = dict(others, model=model)
+    if optimizer is not None:
+        trackables["optimizer"] = optimizer
+    status = tf.train.Checkpoint(**trackables).restore(checkpoint)
+    if optimizer is not None and optimizer.restore_slots_from(checkpoint):
+        # Its slots were converted; every other object must still match.
+        status.expect_partial()
+        trackables.pop("optimizer")
+        rest = tf.train.Checkpoint(**trackables).restore(checkpoint)
+        rest.assert_existing_objects_matched() if strict else rest.expect_partial()
+        return "per_variable_slots"
+    status.assert_existing_objects_matched() if strict else status.expect_partial()
+    return "current"
+
+
 def load_trained(path, use_polyak=True):
     """(model, hparams dict) from a logdir or checkpoint; Polyak-averaged (Flow++: EMA)
     weights by default. Any model family (hparams "model")."""
@@ -79,8 +117,7 @@ def load_trained(path, use_polyak=True):
                                beta1=hparams.get("beta1", 0.9), train_its=2,
                                polyak=not hparams.get("no_polyak", False))
     optimizer.build(model.trainable_variables)
-    tf.train.Checkpoint(model=model, optimizer=optimizer).restore(checkpoint).expect_partial()
-    optimizer.restore_slots_from(checkpoint)  # per-variable slots of older checkpoints
+    restore_checkpoint(checkpoint, model, optimizer, strict=False)
     if use_polyak and optimizer.polyak.enabled:
         optimizer.polyak.assign_average_to(model.trainable_variables)
     return model, hparams

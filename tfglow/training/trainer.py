@@ -43,7 +43,7 @@ from tfglow.family import get_family
 from tfglow.grid import image_grid, save_png
 from tfglow.hierarchical import schedule as group_lr
 from tfglow.optim import make_optimizer, warmup_lr
-from tfglow.training.checkpoints import resolve_checkpoint, write_hparams
+from tfglow.training.checkpoints import resolve_checkpoint, restore_checkpoint, write_hparams
 from tfglow.training.distribute import make_runtime
 from tfglow.training.logs import Reporter
 from tfglow.training.step import TrainStep
@@ -262,15 +262,9 @@ class Trainer:
     def restore(self, path):
         checkpoint = resolve_checkpoint(path)
         try:
-            status = self.ckpt.restore(checkpoint)
-            if self.optimizer.restore_slots_from(checkpoint):
-                # A checkpoint of the per-variable slot layout: its slots were converted, and
-                # every other object must still match.
-                status.expect_partial()
-                tf.train.Checkpoint(model=self.model, step=self.step).restore(
-                    checkpoint).assert_existing_objects_matched()
-            else:
-                status.assert_existing_objects_matched()
+            # Older layouts (per-step weights, per-variable slots) are converted.
+            restore_checkpoint(checkpoint, self.model, self.optimizer, step=self.step,
+                               epoch=self.epoch, best_test=self.best_test)
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             detail = str(e).strip().splitlines()[0][:300]
             raise ValueError(f"{checkpoint} does not fit the model and optimizer built from these "
