@@ -31,10 +31,12 @@ def perturb(layer, rng, scale=0.05):
     are perturbed in W (then re-factorised): independent noise on L and U would make W
     exponentially ill-conditioned in C, which training does not do.
     """
+    from tfglow import stacked
     from tfglow.invconv import LUInvConv1x1
 
     lu_layers = [l for l in [layer, *layer._flatten_layers()] if isinstance(l, LUInvConv1x1)]
-    skip = {id(v) for l in lu_layers for v in l.trainable_variables}
+    # (a Glow's LU weights are rows of the level's stacked variables: skip those variables)
+    skip = {id(v) for l in lu_layers for v in stacked.weight_variables(l) if v.trainable}
     for l in {id(l): l for l in lu_layers}.values():
         w = l.weight().numpy()
         l.set_from_matrix(w + rng.normal(0.0, scale / 3, size=w.shape))

@@ -253,25 +253,35 @@ def test_polyak_swap_restores_exactly_and_export():
 
 def test_one_update_per_shape_group_not_per_variable():
     """The compiled update's arithmetic grows with the number of distinct variable shapes, not
-    with the number of variables: a Glow level's steps share one update."""
+    with the number of variables; a Glow's depth changes neither (its levels' weights are
+    stacked variables, tfglow.stacked)."""
     import tfglow
 
-    def update_ops(depth):
-        model = tfglow.Glow(tfglow.GlowConfig(image_size=8, n_levels=2, depth=depth, width=4,
-                                              n_channels=1))
-        model(tf.zeros([1, 8, 8, 1], tf.uint8))
-        variables = model.trainable_variables
+    def update_ops(variables):
         opt = O.Adamax(0.01, beta2=0.9)
         opt.build(variables)
         step = tf.function(lambda: opt.apply_gradients(
             zip([tf.ones_like(v) for v in variables], variables)))
         graph = step.get_concrete_function().graph
         count = sum(n.type == "Maximum" for n in graph.get_operations())  # Adamax's m2
-        return count, len(opt._groups), len(variables)
+        return count, len(opt._groups)
 
-    (small, groups_small, n_small), (big, groups_big, n_big) = update_ops(2), update_ops(6)
-    assert n_big > 2 * n_small and groups_big == groups_small
-    assert small == big == groups_small
+    def plain(n):
+        return [keras.Variable(tf.zeros(shape)) for shape in [(3,), (2, 2), (4, 1)]
+                for _ in range(n)]
+
+    assert update_ops(plain(2)) == update_ops(plain(6)) == (3, 3)
+
+    def glow(depth):
+        model = tfglow.Glow(tfglow.GlowConfig(image_size=8, n_levels=2, depth=depth, width=4,
+                                              n_channels=1))
+        model(tf.zeros([1, 8, 8, 1], tf.uint8))
+        return model.trainable_variables
+
+    small, big = glow(2), glow(6)
+    assert len(small) == len(big)
+    count, groups = update_ops(big)
+    assert update_ops(small) == (count, groups) and count == groups <= len(big)
 
 
 def test_polyak_off():

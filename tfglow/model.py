@@ -33,7 +33,7 @@ from tfglow.memory import check_gradient_mode, run_flow_steps, run_flow_steps_in
 from tfglow.prior import Classifier, TopPrior, bits_y
 from tfglow.split import Split2d
 from tfglow.squeeze import squeeze2d, unsqueeze2d
-from tfglow.stacked import StackedWeights
+from tfglow.stacked import StackedWeights, deferred_variables, initialize_untaken
 from tfglow.step import FlowStep
 
 tfb = tfp.bijectors
@@ -77,14 +77,17 @@ class Glow(DensityModel, keras.Model):
         self.level_weights = []
         for level in range(cfg.n_levels):
             steps = []
-            for k in range(cfg.depth):
-                step = FlowStep(cfg.width, cfg.flow_permutation, cfg.flow_coupling, rng=rng,
-                                name=f"level{level}_step{k}")
-                step.build((None, size, size, channels))
-                steps.append(step)
+            with deferred_variables() as created:
+                for k in range(cfg.depth):
+                    step = FlowStep(cfg.width, cfg.flow_permutation, cfg.flow_coupling,
+                                    rng=rng, name=f"level{level}_step{k}")
+                    step.build((None, size, size, channels))
+                    steps.append(step)
+            # The level's weights, stacked [K, ...]; the steps read their rows.
+            store = StackedWeights(steps, name=f"level{level}_weights")
+            initialize_untaken(created)
             self.flow_steps.extend(steps)
-            # The level's weights, stacked [K, ...]; the steps read their rows (tfglow.stacked).
-            self.level_weights.append(StackedWeights(steps, name=f"level{level}_weights"))
+            self.level_weights.append(store)
             if level < cfg.n_levels - 1:
                 split = Split2d(name=f"split{level}")
                 split.build((None, size, size, channels))

@@ -19,7 +19,8 @@ read of each, its gradient one [K, ...] tensor; the steps read their rows for pe
   2  `reversible_level` (tfglow.reversible): stores the outputs of chains of at most
      MAX_REVERSIBLE_CHAIN steps, reconstructs the rest by the inverses.
 The data-dependent init of actnorm assigns variables step by step, so it runs the steps one by
-one (tfglow.recompute.chain_forward).
+one: eagerly each step is one call of a tf.function of the level's first step on row k of its
+stacked weights (tfglow.memory.ddi_level), else tfglow.recompute.chain_forward.
 
 The loops carry no running sum: each step's log|det| is written to a TensorArray and the K of
 them are added after the loop (`_loop_with_logdets`). A body computing `logdet + d` (d the

@@ -26,8 +26,10 @@ the rows by `restore_per_step` (tfglow.training.checkpoints).
 """
 import contextlib
 import threading
+import weakref
 
 import keras
+from keras.src.backend.common import global_state as keras_global_state
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
@@ -46,6 +48,18 @@ def whole_stack():
         yield
     finally:
         _state.whole = before
+
+
+@contextlib.contextmanager
+def row_index(index):
+    """Within: every Row reads and assigns row `index` (an int32 scalar tensor) of its
+    variable instead of its own, so one traced step body serves all K steps of a level."""
+    before = getattr(_state, "index", None)
+    _state.index = index
+    try:
+        yield
+    finally:
+        _state.index = before
 
 
 class Row:
@@ -69,15 +83,24 @@ class Row:
     def trainable(self):
         return self.variable.trainable
 
+    def _row(self):
+        index = getattr(_state, "index", None)
+        return self.index if index is None else index
+
     def read(self):
         value = self.variable.value
         if getattr(_state, "whole", False):
             return tf.convert_to_tensor(value)
-        return tf.gather(value, self.index)
+        return tf.gather(value, self._row())
 
     def assign(self, value):
         value = tf.cast(tf.convert_to_tensor(value), self.dtype)
-        self.variable.value.scatter_nd_update([[self.index]], value[None])
+        var, index = self.variable.value, tf.reshape(self._row(), [1, 1])
+        if isinstance(var, tf.distribute.DistributedValues):
+            # Mirrored variables take whole assigns only (replicas assign the same value).
+            var.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(var), index, value[None]))
+        else:
+            var.scatter_nd_update(index, value[None])
         return self
 
     def numpy(self):
@@ -122,10 +145,58 @@ def variable_attributes(layer, prefix="", seen=None):
     return found
 
 
+def weight_variables(layer):
+    """The variables holding `layer`'s weights: its own, and the stacked variables its Rows
+    are rows of (each once)."""
+    found = {}
+    for sub in [layer, *layer._flatten_layers()]:
+        for value in vars(sub).values():
+            var = value.variable if isinstance(value, Row) else value
+            if isinstance(var, keras.Variable):
+                found.setdefault(id(var), var)
+    return list(found.values())
+
+
+def _initial_value(variable):
+    """The value of a Keras variable, or of its initializer if it was created in a
+    deferred_variables() scope (never initialised)."""
+    initializer = getattr(variable, "_initializer", None)
+    if initializer is not None:
+        return np.asarray(initializer(tuple(variable.shape), variable.dtype))
+    return variable.numpy()
+
+
+@contextlib.contextmanager
+def deferred_variables():
+    """Within: layers create Keras variables without TensorFlow variables (Keras' stateless
+    scope keeps each one's initializer), for layers whose weights a StackedWeights then takes
+    over: creating the per-step variables first took ~2 s of the cifar10 preset's build.
+    Yields a list that holds the variables created, on leaving; pass it to
+    initialize_untaken once the StackedWeights exist."""
+    registry = "uninitialized_variables"
+    before = list(keras_global_state.get_global_attribute(registry, []) or [])
+    created = []
+    with keras.StatelessScope(initialize_variables=False):
+        yield created
+    known = {id(v) for v in before}
+    created.extend(v for v in keras_global_state.get_global_attribute(registry, []) or []
+                   if id(v) not in known)
+    keras_global_state.set_global_attribute(registry, before)
+
+
+def initialize_untaken(created):
+    """Initialises the variables of a deferred_variables() scope no StackedWeights took."""
+    for v in created:
+        if not getattr(v, "_taken_over", False):
+            v._deferred_initialize()
+
+
 def _replace(owner, attr, row):
     """owner.attr (a Keras variable) becomes `row`; the variable is untracked and released."""
-    owner._untrack_variable(getattr(owner, attr))
+    variable = getattr(owner, attr)
+    owner._untrack_variable(variable)
     owner._delete_tracking(attr)
+    object.__setattr__(variable, "_taken_over", True)
     object.__setattr__(owner, attr, row)
 
 
@@ -142,8 +213,10 @@ class StackedWeights(keras.layers.Layer):
         layers = tuple(layers)
         per_layer = [variable_attributes(layer) for layer in layers]
         paths = [p for _, _, p in per_layer[0]]
+        def signature(found):
+            return [(p, tuple(getattr(o, a).shape), getattr(o, a).dtype) for o, a, p in found]
         for layer, found in zip(layers, per_layer):
-            if [p for _, _, p in found] != paths:
+            if signature(found) != signature(per_layer[0]):
                 raise ValueError(f"{self.name}: {layer.name} does not have the weights of "
                                  f"{layers[0].name}")
         # Where each layer's trainable variables were in the layers' own order (a model's
@@ -155,7 +228,7 @@ class StackedWeights(keras.layers.Layer):
         for j, path in enumerate(paths):
             variables = [getattr(owner, attr) for owner, attr, _ in
                          (found[j] for found in per_layer)]
-            value = np.stack([v.numpy() for v in variables])
+            value = np.stack([_initial_value(v) for v in variables])
             var = self.add_weight(shape=value.shape, dtype=variables[0].dtype,
                                   trainable=variables[0].trainable,
                                   initializer=constant_initializer(value),
@@ -165,15 +238,21 @@ class StackedWeights(keras.layers.Layer):
             for k, found in enumerate(per_layer):
                 owner, attr, _ = found[j]
                 _replace(owner, attr, Row(var, k, name=f"{layers[k].name}/{path}"))
-        for k, layer in enumerate(layers):
-            object.__setattr__(layer, "_stacked_in", (self, k))
-        # Not tracked again: the layers belong to their model, the variables to this layer.
-        object.__setattr__(self, "members", layers)
+        # Weak references both ways: the layers belong to their model, and Keras' weight
+        # saving walks every attribute (a cycle store -> step -> store recursed without end).
+        for layer in layers:
+            object.__setattr__(layer, "_stacked_in", weakref.ref(self))
+        object.__setattr__(self, "_members", tuple(weakref.ref(layer) for layer in layers))
         object.__setattr__(self, "paths", tuple(paths))
         object.__setattr__(self, "stacked", tuple(stacked))
         #: [(stacked variable, row)] in the order of the K layers' own trainable variables.
         object.__setattr__(self, "legacy_order", tuple((stacked[j], k) for j, k in legacy))
         self.built = True
+
+    @property
+    def members(self):
+        """The K layers whose weights this holds, in row order."""
+        return tuple(ref() for ref in self._members)
 
     def rows_of(self, layers):
         """True iff `layers` are exactly this store's layers, in order."""
@@ -185,7 +264,8 @@ def store_of(layers):
     """The StackedWeights whose layers are exactly `layers` (in order), else None."""
     if not layers:
         return None
-    store = getattr(layers[0], "_stacked_in", (None, 0))[0]
+    ref = getattr(layers[0], "_stacked_in", None)
+    store = ref() if ref is not None else None
     return store if store is not None and store.rows_of(list(layers)) else None
 
 
