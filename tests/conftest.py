@@ -40,9 +40,16 @@ def perturb(layer, rng, scale=0.05):
     for l in {id(l): l for l in lu_layers}.values():
         w = l.weight().numpy()
         l.set_from_matrix(w + rng.normal(0.0, scale / 3, size=w.shape))
-    for v in layer.trainable_variables:
-        if id(v) not in skip:
+    # In the order (and shapes) of one variable per flow step, so a Glow draws the same noise
+    # as before its levels' weights were stacked (tfglow.stacked): the same test models.
+    for v, row in stacked.per_step_layout(layer):
+        if id(v) in skip:
+            continue
+        if row is None:
             v.assign(v + rng.normal(0.0, scale, size=v.shape).astype(np.float32))
+        else:
+            noise = rng.normal(0.0, scale, size=v.shape[1:]).astype(np.float32)
+            v.assign(tf.tensor_scatter_nd_add(v, [[row]], noise[None]))
 
 
 def flat_jacobian_logdet(fn, x):

@@ -40,26 +40,24 @@ _state = threading.local()
 
 
 @contextlib.contextmanager
+def _thread_setting(name, value):
+    before = getattr(_state, name, None)
+    setattr(_state, name, value)
+    try:
+        yield
+    finally:
+        setattr(_state, name, before)
+
+
 def whole_stack():
-    """Within: every Row reads as its whole stacked variable [K, ...] (not its row)."""
-    before = getattr(_state, "whole", False)
-    _state.whole = True
-    try:
-        yield
-    finally:
-        _state.whole = before
+    """Context: every Row reads as its whole stacked variable [K, ...] (not its row)."""
+    return _thread_setting("whole", True)
 
 
-@contextlib.contextmanager
 def row_index(index):
-    """Within: every Row reads and assigns row `index` (an int32 scalar tensor) of its
+    """Context: every Row reads and assigns row `index` (an int32 scalar tensor) of its
     variable instead of its own, so one traced step body serves all K steps of a level."""
-    before = getattr(_state, "index", None)
-    _state.index = index
-    try:
-        yield
-    finally:
-        _state.index = before
+    return _thread_setting("index", index)
 
 
 class Row:
