@@ -19,10 +19,16 @@ optimisation (benchmarks/startup.py).
 The steps keep their layers and per-step API (`step.actnorm.bias`, `step.bijector()`,
 `set_from_matrix`): their variable attributes become `Row`s, which convert to tensors and
 assign like variables. Inside `whole_stack()`, a Row reads as the whole [K, ...] variable, so
-`steps[0].raw_weights()` gives the level's stacked raw weights (tfglow.scan).
+`steps[0].raw_weights()` gives the level's stacked raw weights (tfglow.scan); inside
+`row_index(k)`, every Row reads and assigns row k (a tensor), so one traced step serves the
+level (the data-dependent init, tfglow.memory.ddi_level). The steps are built inside
+`deferred_variables()`, so their own variables are never created: StackedWeights stacks
+their initial values.
 
-Checkpoints written with per-step variables (`<step name>/<attribute path>`) are read into
-the rows by `restore_per_step` (tfglow.training.checkpoints).
+Checkpoints written with per-step variables (`<step name>/<attribute path>`; every tfglow
+before this) are read into the rows by `restore_per_step_model`, and their optimizer slots
+by GlowOptimizer.restore_per_step_layout with `per_step_layout` (both called by
+tfglow.training.checkpoints.restore_checkpoint).
 """
 import contextlib
 import threading
@@ -211,6 +217,7 @@ class StackedWeights(keras.layers.Layer):
         layers = tuple(layers)
         per_layer = [variable_attributes(layer) for layer in layers]
         paths = [p for _, _, p in per_layer[0]]
+
         def signature(found):
             return [(p, tuple(getattr(o, a).shape), getattr(o, a).dtype) for o, a, p in found]
         for layer, found in zip(layers, per_layer):
