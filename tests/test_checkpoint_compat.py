@@ -204,3 +204,21 @@ def test_per_step_checkpoint_with_stacked_slots_resumes_exactly():
     for i, w in enumerate(in_old_order(model, variables)):
         np.testing.assert_allclose(w, exp[f"next_w_{i}"], rtol=1e-5, atol=1e-6,
                                    err_msg=str(i))
+
+
+def test_per_variable_slots_fill_an_optimizer_of_the_same_variables():
+    """restore_slots_from: the per-variable slot layout into any model's variables (here
+    plain variables in the order and shapes of optim_v1's model)."""
+    import keras
+
+    from tfglow.optim import make_optimizer
+
+    exp = np.load(os.path.join(OPTIM_V1, "expected.npz"))
+    n = len([k for k in exp.files if k.startswith("w_")])
+    variables = [keras.Variable(exp[f"w_{i}"]) for i in range(n)]
+    opt = make_optimizer("adamax", train_its=6)
+    opt.build(variables)
+    assert opt.restore_slots_from(os.path.join(OPTIM_V1, "run", "checkpoints", "ckpt-3"))
+    for name in ("m1", "m2", "polyak"):
+        for i, slot in enumerate(opt.slots(name, variables)):
+            np.testing.assert_array_equal(slot.numpy(), exp[f"{name}_{i}"], err_msg=f"{name} {i}")

@@ -421,10 +421,8 @@ class GlowOptimizer(keras.optimizers.Optimizer):
                 key(offset + n * per_var - 1)):
             raise ValueError(f"{checkpoint}: its optimizer slots do not match this model "
                              f"({n} variables x {per_var} slots expected)")
-        for g, rows in enumerate(self._groups):
-            for s, name in enumerate(self._slot_names):
-                values = [reader.get_tensor(key(offset + i * per_var + s)) for i in rows]
-                self._stack(g, name).assign(tf.stack(values))
+        self.restore_per_step_layout(checkpoint, [(v, None) for v in self._trainable_variables],
+                                     prefix)
         return True
 
     def restore_per_step_layout(self, checkpoint, layout, prefix="optimizer"):
