@@ -442,9 +442,9 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         old = {name: [None] * len(layout) for name in names}
         stacked_key = f"{prefix}/stacked_slot_{{}}/.ATTRIBUTES/VARIABLE_VALUE".format
         per_var_key = f"{prefix}/_variables/{{}}/.ATTRIBUTES/VARIABLE_VALUE".format
+        grouped = reader.has_tensor(stacked_key(0))
         for g, rows in enumerate(groups.values()):
             for s, name in enumerate(names):
-                grouped = reader.has_tensor(stacked_key(0))
                 if grouped:
                     keys = [stacked_key(g * per + s)]
                 else:  # one slot variable per variable, after the optimizer's own two

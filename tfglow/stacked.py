@@ -296,59 +296,37 @@ def variable_key(graph, path):
     return attributes[0].checkpoint_key if attributes else None
 
 
-def restore_per_step(stores, reader, prefix="model"):
-    """Fills the stacked variables of `stores` from a checkpoint of the per-step layout
-    (tfglow before stacked weights: step k's weight at <prefix>/<step name>/<path>).
-    `reader`: tf.train.load_checkpoint. Returns False (changing nothing) if the checkpoint is
-    not in that layout; raises ValueError naming the first missing or mis-shaped weight."""
-    if not stores:
-        return False
-    graph = object_graph(reader)
-    first = stores[0]
-    if variable_key(graph, f"{prefix}/{first.members[0].name}/{first.paths[0]}") is None:
-        return False
-    values = []
-    for store in stores:
-        for var, path in zip(store.stacked, store.paths):
-            rows = []
-            for layer in store.members:
-                key = variable_key(graph, f"{prefix}/{layer.name}/{path}")
-                if key is None:
-                    raise ValueError(f"per-step checkpoint lacks {prefix}/{layer.name}/{path}")
-                rows.append(reader.get_tensor(key))
-            value = np.stack(rows)
-            if value.shape != tuple(var.shape):
-                raise ValueError(f"{prefix}/{store.members[0].name}/{path}: shape "
-                                 f"{value.shape[1:]} != this model's {tuple(var.shape[1:])}")
-            values.append((var, value))
-    for var, value in values:
-        var.assign(value)
-    return True
-
-
 def restore_per_step_model(model, reader, prefix="model"):
     """Restores every variable of `model` (with `level_weights`, e.g. Glow) from a checkpoint
-    of the per-step layout: the stacked ones row by row (restore_per_step), the others by
-    their object path. Returns False (changing nothing) if the checkpoint is not in that
-    layout; raises ValueError naming the first weight it lacks."""
+    of the per-step layout (tfglow before stacked weights: step k's weight at
+    <prefix>/<step name>/<path>): the stacked ones row by row, the others by their object
+    path. `reader`: tf.train.load_checkpoint. Returns False (changing nothing) if the
+    checkpoint is not in that layout; raises ValueError naming the first missing or
+    mis-shaped weight."""
     stores = list(getattr(model, "level_weights", ()))
     graph = object_graph(reader)
-    first = stores[0] if stores else None
-    if first is None or variable_key(
-            graph, f"{prefix}/{first.members[0].name}/{first.paths[0]}") is None:
-        return False
-    skip = {id(store) for store in stores}
-    others = []
-    for owner, attr, path in variable_attributes(model):
-        if id(owner) in skip:
-            continue
+
+    def value(path):
         key = variable_key(graph, f"{prefix}/{path}")
         if key is None:
             raise ValueError(f"per-step checkpoint lacks {prefix}/{path}")
-        others.append((getattr(owner, attr), reader.get_tensor(key)))
-    restore_per_step(stores, reader, prefix)
-    for var, value in others:
-        var.assign(value)
+        return reader.get_tensor(key)
+
+    if not stores or variable_key(
+            graph, f"{prefix}/{stores[0].members[0].name}/{stores[0].paths[0]}") is None:
+        return False
+    skip = {id(store) for store in stores}
+    values = [(getattr(owner, attr), value(path))
+              for owner, attr, path in variable_attributes(model) if id(owner) not in skip]
+    for store in stores:
+        for var, path in zip(store.stacked, store.paths):
+            rows = np.stack([value(f"{layer.name}/{path}") for layer in store.members])
+            if rows.shape != tuple(var.shape):
+                raise ValueError(f"{prefix}/{store.members[0].name}/{path}: shape "
+                                 f"{rows.shape[1:]} != this model's {tuple(var.shape[1:])}")
+            values.append((var, rows))
+    for var, v in values:  # only once everything was found
+        var.assign(v)
     return True
 
 
