@@ -249,7 +249,7 @@ def test_xla_train_step_of_a_deep_model_matches_the_graph_step(mode, rng):
     # gradient loops, through which d loss / d logdet (a constant) passed unchanged while
     # logdet was a loop variable; tf2xla failed on that ("Cannot find body function
     # while_body_..._grad_..._const_0"). The loops now sum the log-determinants after the loop
-    # (tfglow.scan._loop_with_logdets). Modes 1 and 2 have their own backward loops.
+    # (tfglow.scan.loop_with_logdets). Modes 1 and 2 have their own backward loops.
     # Additive couplings and reversing (no 1x1 convolution): the fastest XLA compilation.
     cfg = small_config(image_size=8, n_levels=3, depth=2, width=8, flow_coupling=0,
                        flow_permutation=0)

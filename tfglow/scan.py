@@ -23,7 +23,7 @@ one: eagerly each step is one call of a tf.function of the level's first step on
 stacked weights (tfglow.memory.ddi_level), else tfglow.recompute.chain_forward.
 
 The loops carry no running sum: each step's log|det| is written to a TensorArray and the K of
-them are added after the loop (`_loop_with_logdets`). A body computing `logdet + d` (d the
+them are added after the loop (`loop_with_logdets`). A body computing `logdet + d` (d the
 sum of the step's three log|det|) made TensorFlow's graph fail at the second call of a large
 model's train step (the `celeba` preset) with AlreadyExistsError on a "tmp_var"
 (tensorflow/tensorflow#23780). Grappler's arithmetic optimizer merges that sum into one AddN
@@ -85,7 +85,7 @@ def _loop(k_count, body, loop_vars):
     return out[1:]
 
 
-def _loop_with_logdets(k_count, body, loop_vars, logdet):
+def loop_with_logdets(k_count, body, loop_vars, logdet):
     """_loop over body(k, *vars) -> (*vars, d [B]); returns (*vars after the K steps,
     logdet + the sum of the K d's). The d's go to a TensorArray, summed after the loop, not
     into a loop variable (module docstring: a running sum in the body trips a TF bug)."""
@@ -98,7 +98,7 @@ def _loop_with_logdets(k_count, body, loop_vars, logdet):
     return (*out, logdet + tf.reduce_sum(logdets.stack(), axis=0))
 
 
-def _reader(params):
+def row_reader(params):
     """read(k) -> params of step k, from stacked params. Reading through TensorArrays makes the
     gradient of the loop's weights a write per iteration (not a dense [K, ...] add)."""
     flat = tf.nest.flatten(params)
@@ -119,11 +119,11 @@ def loop_forward(template, params, x, logdet, keep=None):
     (the last write to a slot wins), returned third.
     """
     k_count = n_steps(params)
-    read = _reader(params)
+    read = row_reader(params)
     if keep is None:
         def body(k, x):
             return template.forward_with(read(k), x)
-        return _loop_with_logdets(k_count, body, (x,), logdet)
+        return loop_with_logdets(k_count, body, (x,), logdet)
 
     if keep == "inputs":
         inputs = tf.TensorArray(x.dtype, size=k_count, element_shape=x.shape)
@@ -132,7 +132,7 @@ def loop_forward(template, params, x, logdet, keep=None):
             inputs = inputs.write(k, x)
             y, d = template.forward_with(read(k), x)
             return y, inputs, d
-        y, inputs, logdet = _loop_with_logdets(k_count, body_inputs, (x, inputs), logdet)
+        y, inputs, logdet = loop_with_logdets(k_count, body_inputs, (x, inputs), logdet)
         return y, logdet, inputs.stack()
 
     slots, n_slots = keep
@@ -143,7 +143,7 @@ def loop_forward(template, params, x, logdet, keep=None):
         y, d = template.forward_with(read(k), x)
         kept = tf.tensor_scatter_nd_update(kept, tf.reshape(slots[k], [1, 1]), y[None])
         return y, kept, d
-    y, kept, logdet = _loop_with_logdets(k_count, body_keep, (x, kept), logdet)
+    y, kept, logdet = loop_with_logdets(k_count, body_keep, (x, kept), logdet)
     return y, logdet, kept
 
 
@@ -151,11 +151,11 @@ def loop_inverse(template, params, y, logdet):
     """Inverse of loop_forward: y -> (x, logdet + sum of the inverses' log|det|), the steps
     in reverse order. params: template.prepare(stacked raw weights, inverse=True)."""
     k_count = n_steps(params)
-    read = _reader(params)
+    read = row_reader(params)
 
     def body(k, y):
         return template.inverse_with(read(k_count - 1 - k), y)
-    return _loop_with_logdets(k_count, body, (y,), logdet)
+    return loop_with_logdets(k_count, body, (y,), logdet)
 
 
 def step_vjp_with(template, params_k, x, dy, dlogdet):

@@ -16,6 +16,7 @@ The helpers are tfglow.recompute's (the Glow steps' checkpointing), generalised 
 import tensorflow as tf
 from tensorflow.python.eager import record
 
+from tfglow.flowpp import loop
 from tfglow.flowpp.conditioner import sub_seed
 from tfglow.flowpp.coupling import AffineCoupling, MixLogisticCoupling
 from tfglow.flowpp.norm import pair_norm
@@ -108,7 +109,10 @@ def checkpointed_pair_step(step, training=False, seed=None):
 
 def run_pair_steps(steps, a, b, logdet, context=None, training=False, seed=None,
                    checkpoint=False):
-    """Runs steps[0], steps[1], ... on (a, b); seed of step i is fold_in(seed, i)."""
+    """Runs steps[0], steps[1], ... on (a, b); seed of step i is fold_in(seed, i). Traced, as
+    one loop over their stacked weights (tfglow.flowpp.loop)."""
+    if loop.applies(steps):
+        return loop.forward(steps, a, b, logdet, context, training, seed, checkpoint)
     for i, step in enumerate(steps):
         s = None if seed is None else sub_seed(seed, i)
         if checkpoint:
@@ -123,6 +127,9 @@ def run_pair_steps(steps, a, b, logdet, context=None, training=False, seed=None,
 
 
 def inverse_pair_steps(steps, a, b, logdet, context=None):
+    """Inverse of run_pair_steps (step K-1 first); traced, as one loop (tfglow.flowpp.loop)."""
+    if loop.applies(steps):
+        return loop.inverse(steps, a, b, logdet, context)
     for step in reversed(steps):
         (a, b), d = step.inverse_pair(a, b, context=context)
         logdet += d
