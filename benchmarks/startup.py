@@ -4,6 +4,7 @@ trace + first-call time of evaluation's bits/dim, of sampling and of SavedModel 
     python benchmarks/startup.py [--widths 512 128] [--xla both|on|off] [--repeats 1]
         [--trees NAME=PATH ...] [--batch 16] [--out benchmarks/results/startup.json]
     python benchmarks/startup.py --one --width 128 [--xla] [--skip_extras]   # one process
+    python benchmarks/startup.py --model flowpp [--preset cifar10] [--batch 8] ...  # another family
 
 Each measurement is a fresh process (`--one`), so TensorFlow's import, the model's build, the
 data-dependent init (eager, as benchmarks/train_step.py), tracing and XLA compilation are all
@@ -19,6 +20,9 @@ between them for every configuration so that the machine's load affects them ali
   sample_s        trace + first call of a tf.function of model.sample (n = batch);
   export_s        tfglow.export.export_saved_model (traces 5 signatures, writes them).
 The cifar10 preset (3 levels x 32 steps) at the given width, batch 16, synthetic images.
+`--model flowpp|hierarchical` measures that family's --preset (its own names, e.g. flowpp's
+cifar10, the hierarchical model's cpu32) with its train.py optimizer (Adam, beta2 0.999);
+--widths apply to Glow only.
 """
 import argparse
 import json
@@ -53,22 +57,34 @@ def run_one(args):
 
     import tfglow
     from tfglow import evaluation
+    from tfglow.family import get_family
     from tfglow.optim import make_optimizer
     from tfglow.training.distribute import make_runtime
     from tfglow.training.step import TrainStep
 
-    cfg = tfglow.GlowConfig.preset(args.preset, width=args.width)
+    family = get_family(args.model)
+    if args.model == "glow":
+        cfg = tfglow.GlowConfig.preset(args.preset, width=args.width)
+    else:
+        cfg = family.config_class(**family.presets[family.preset_prefix + args.preset])
     rng = np.random.default_rng(0)
     x = tf.constant(rng.integers(0, 256, size=(args.batch,) + cfg.image_shape, dtype=np.uint8))
-    y = tf.constant(rng.integers(0, cfg.n_y, size=args.batch), tf.int32)
-    model = tfglow.Glow(cfg)
-    model.initialize(x, y if cfg.ycond else None)
-    optimizer = make_optimizer("adamax", lr=1e-4, train_its=1000)
+    conditional = getattr(cfg, "ycond", False)
+    y = tf.constant(rng.integers(0, getattr(cfg, "n_y", 1), size=args.batch), tf.int32)
+    model = family.build(cfg)
+    if args.model == "glow":
+        model.initialize(x, y if conditional else None)
+        optimizer = make_optimizer("adamax", lr=1e-4, train_its=1000)
+    else:
+        model.initialize(x)
+        optimizer = make_optimizer("adam", lr=1e-4, beta2=0.999, train_its=1000)
     optimizer.build(model.trainable_variables)
     t0 = time.time()
     step = TrainStep(model, optimizer, make_runtime("none"), seed=0, xla=args.xla)
     loss = float(step((x, y), 0)["loss"])
-    row = {"width": args.width, "xla": args.xla, "tree": os.path.dirname(tfglow.__file__),
+    row = {"model": args.model, "preset": args.preset, "batch": args.batch,
+           "width": args.width if args.model == "glow" else None, "xla": args.xla,
+           "tree": os.path.dirname(tfglow.__file__),
            "first_step_s": round(process_age_s(), 1), "trace_step_s": round(time.time() - t0, 1),
            "loss": round(loss, 4)}
     if not args.skip_extras:
@@ -81,7 +97,7 @@ def run_one(args):
         float(tf.reduce_mean(fn(x, y)["bits_x"]))
         row["eval_bpd_s"] = round(time.time() - t0, 1)
         t0 = time.time()
-        sample = tf.function(lambda: model.sample(args.batch, 0.7, y=y if cfg.ycond else None,
+        sample = tf.function(lambda: model.sample(args.batch, 0.7, y=y if conditional else None,
                                                   seed=0))
         int(tf.reduce_sum(tf.cast(sample(), tf.int32)))
         row["sample_s"] = round(time.time() - t0, 1)
@@ -102,12 +118,14 @@ def run_all(args):
     trees = dict(t.split("=", 1) for t in args.trees) if args.trees else {"current": ROOT}
     xlas = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
     rows = []
+    widths = args.widths if args.model == "glow" else [None]
     for rep in range(args.repeats):
-        for width in args.widths:
+        for width in widths:
             for xla in xlas:
                 for name, path in trees.items():
-                    cmd = [sys.executable, os.path.abspath(__file__), "--one", "--preset",
-                           args.preset, "--width", str(width), "--batch", str(args.batch)]
+                    cmd = [sys.executable, os.path.abspath(__file__), "--one", "--model",
+                           args.model, "--preset", args.preset, "--batch", str(args.batch)]
+                    cmd += ["--width", str(width)] if width is not None else []
                     cmd += ["--xla"] if xla else []
                     cmd += ["--skip_extras"] if args.skip_extras else []
                     cmd += ["--tree", path]
@@ -124,7 +142,7 @@ def run_all(args):
     print(f"wrote {args.out}")
 
 
-COLUMNS = [("tree_name", 10), ("width", 6), ("xla", 6), ("first_step_s", 13), ("trace_step_s", 13),
+COLUMNS = [("tree_name", 10), ("model", 12), ("width", 6), ("xla", 6), ("first_step_s", 13), ("trace_step_s", 13),
            ("eval_bpd_s", 11), ("sample_s", 9), ("export_s", 9), ("peak_memory_mb", 9),
            ("load_before", 6)]
 
@@ -138,6 +156,7 @@ def print_table(rows):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--one", action="store_true", help="measure in this process")
+    p.add_argument("--model", default="glow", choices=["glow", "flowpp", "hierarchical"])
     p.add_argument("--preset", default="cifar10")
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--widths", type=int, nargs="+", default=[512, 128])
