@@ -110,9 +110,9 @@ def checkpointed_pair_step(step, training=False, seed=None):
 def run_pair_steps(steps, a, b, logdet, context=None, training=False, seed=None,
                    checkpoint=False):
     """Runs steps[0], steps[1], ... on (a, b); seed of step i is fold_in(seed, i). Traced, as
-    one loop over their stacked weights (tfglow.flowpp.loop)."""
+    one loop over their stacked weights where no gradient is recorded (tfglow.flowpp.loop)."""
     if loop.applies(steps):
-        return loop.forward(steps, a, b, logdet, context, training, seed, checkpoint)
+        return loop.forward(steps, a, b, logdet, context, training, seed)
     for i, step in enumerate(steps):
         s = None if seed is None else sub_seed(seed, i)
         if checkpoint:
