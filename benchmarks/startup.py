@@ -142,8 +142,8 @@ def run_all(args):
     print(f"wrote {args.out}")
 
 
-COLUMNS = [("tree_name", 10), ("model", 12), ("width", 6), ("xla", 6), ("first_step_s", 13), ("trace_step_s", 13),
-           ("eval_bpd_s", 11), ("sample_s", 9), ("export_s", 9), ("peak_memory_mb", 9),
+COLUMNS = [("tree_name", 10), ("model", 12), ("width", 6), ("xla", 6), ("first_step_s", 13),
+           ("trace_step_s", 13), ("eval_bpd_s", 11), ("sample_s", 9), ("export_s", 9), ("peak_memory_mb", 9),
            ("load_before", 6)]
 
 

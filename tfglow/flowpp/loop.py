@@ -14,8 +14,8 @@ its variables reading as row k of the K steps' stacked weights:
 `keras.StatelessScope(state_mapping)` makes a Keras variable read as a given tensor, so the
 step's code is unchanged. The variables stay per step, so checkpoints, optimizer slots and
 `stage.steps[k]` are as before; the price is one copy of the steps' weights per call (the
-stack). (A Glow level stores its weights stacked instead,
-tfglow.stacked: there the per-variable stacking and optimizer copies dominated the graph.)
+stack). (A Glow level stores its weights stacked instead, tfglow.stacked: there the
+per-variable stacking and optimizer copies dominated the graph.)
 
 Used only where no gradient is recorded (evaluation, sampling, encode/decode, export): in the
 train step the loop was slower than the steps traced one by one (cifar10 preset, batch 8, one
