@@ -127,7 +127,7 @@ def run_pair_steps(steps, a, b, logdet, context=None, training=False, seed=None,
 
 
 def inverse_pair_steps(steps, a, b, logdet, context=None):
-    """Inverse of run_pair_steps (step K-1 first); traced, as one loop (tfglow.flowpp.loop)."""
+    """Inverse of run_pair_steps (step K-1 first); one loop where run_pair_steps loops."""
     if loop.applies(steps):
         return loop.inverse(steps, a, b, logdet, context)
     for step in reversed(steps):
