@@ -176,7 +176,7 @@ def shift_add_same(x, k2, kh, kw, d):
     return tf.reduce_sum(tf.reshape(gathered, [_batch(x), height, width, taps, d]), axis=3)
 
 
-def _form(c, d, kh, kw):
+def conv_form(c, d, kh, kw):
     """How a [kh, kw, C, D] convolution computes: "1x1", "native", "im2col" or "shift_add"."""
     if (kh, kw) == (1, 1):
         return "1x1"
@@ -192,7 +192,7 @@ def prepare_kernel(kernel, edge_padded=False):
     before the loop over its steps (tfglow.scan): the loop body then has no slice or
     transpose of a kernel, nor their gradients (the transposes were ~2% of a cifar10 train
     step's op time on CPU, the slices part of coupling.split_channels' ~5%). With edge_padded the kernel has the original's
-    indicator channel last (edge_padded_conv_flat). Forms (_form):
+    indicator channel last (edge_padded_conv_flat). Forms (conv_form):
         1x1        ([..., C, D],)
         im2col     ([..., kh*kw*(C+1), D],)            the indicator is a column per tap
         native     ([..., kh, kw, C, D][, [..., kh, kw, 1, D]])
@@ -201,7 +201,7 @@ def prepare_kernel(kernel, edge_padded=False):
     lead = [int(n) for n in kernel.shape[:-4]]
     kh, kw, c1, d = (int(n) for n in kernel.shape[-4:])
     c = c1 - 1 if edge_padded else c1
-    form = _form(c, d, kh, kw)
+    form = conv_form(c, d, kh, kw)
     if form == "1x1":
         if edge_padded:
             raise ValueError("a 1x1 convolution has no edge padding")
@@ -222,7 +222,7 @@ def conv_prepared_flat(x, prepared, kernel_size, filters, edge_padded=False):
     from `prepare_kernel` operands -> [B * H * W, filters]."""
     kh, kw = kernel_size
     c, d = int(x.shape[-1]), int(filters)
-    form = _form(c, d, kh, kw)
+    form = conv_form(c, d, kh, kw)
     if form == "1x1":
         return tf.matmul(_flat(x), prepared[0])
     height, width = int(x.shape[1]), int(x.shape[2])
