@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py --preset cifar10 --batch 16 --steps 5 [--width N] [--xla]
         [--gradient_checkpointing 0|1|2] [--depth K] [--precision float32|mixed_bfloat16]
-        [--conv_impl auto|native|matmul] [--device /GPU:0]
+        [--conv_impl auto|native|matmul] [--device /GPU:0] [--gemm_bound]
     python benchmarks/train_step.py --suite [--out benchmarks/results/train_step.json]
 
 One configuration prints one JSON line:
@@ -15,7 +15,16 @@ One configuration prints one JSON line:
                       measured in the same process just before the model is built;
   peak_fraction       achieved_gflops / matmul_peak_gflops;
   peak_memory_mb      the process's peak RSS (TensorFlow's own ~0.5 GB included: compare
-                      configurations, not absolute values); baseline_memory_mb before TF.
+                      configurations, not absolute values); baseline_memory_mb before TF;
+  memory_stages_mb    RSS after importing TensorFlow and tfglow, after the model's init and
+                      after the optimizer's build (its slots and Polyak average), to set the
+                      peak against its parts.
+--gemm_bound also times every matrix product of the step alone (tfglow.flops.train_gemms, each
+shape best of 3, in the compute dtype, after the timed steps):
+  gemm_bound_step_s   their sum: the step's time if its products ran one after another at
+                      their own best speed and nothing else ran;
+  gemm_efficiency     gemm_bound_step_s / step_s; gemm_bound_images_per_s = batch / bound;
+  gemm_bound_s_by_part  the bound split by layer and pass, summed over levels.
 --suite runs a table of configurations, each in a fresh subprocess so peaks do not mix,
 prints it and writes JSON with machine info and the command line.
 The step is the trainer's TrainStep (dequantisation noise, forward, backward, the original's
@@ -35,6 +44,66 @@ from benchmarks.common import (RESULTS, command_line, machine_info, matmul_peak_
                                peak_rss_mb, write_json)
 
 
+def rss_mb():
+    """Resident memory of this process now (MB)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def time_gemm(gemm, dtype, repeats=3, target_s=0.05):
+    """Best-of-`repeats` seconds of one flops.Gemm product (one of its `count`) in `dtype`,
+    from a traced chain of products that each wait for the one before (control dependencies,
+    so per-op overhead counts as in a step, and no two run at once)."""
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.normal([gemm.k, gemm.m] if gemm.transpose_a else [gemm.m, gemm.k]),
+                dtype)
+    b = tf.cast(tf.random.normal([gemm.n, gemm.k] if gemm.transpose_b else [gemm.k, gemm.n]),
+                dtype)
+    chain = max(1, min(200, int(target_s * 2e11 / (2 * gemm.m * gemm.k * gemm.n))))
+
+    @tf.function
+    def run(a, b):
+        last = tf.zeros([], dtype)
+        for _ in range(chain):
+            with tf.control_dependencies([last]):
+                last = tf.matmul(a, b, transpose_a=gemm.transpose_a,
+                                 transpose_b=gemm.transpose_b)[0, 0]
+        return last
+
+    run(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(a, b).numpy()
+        best = min(best, time.perf_counter() - t0)
+    return best / chain
+
+
+def gemm_bound(cfg, batch, dtype):
+    """(seconds, {part: seconds}) of the step's products timed alone (module docstring)."""
+    import tensorflow as tf
+
+    from tfglow.flops import train_gemms
+
+    seconds, by_part, cache = 0.0, {}, {}
+    # Grappler would merge the chain's identical products into one.
+    options = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        for g in train_gemms(cfg, batch):
+            key = (g.m, g.k, g.n, g.transpose_a, g.transpose_b)
+            if key not in cache:
+                cache[key] = time_gemm(g, dtype)
+            part = g.part.split(" ", 2)[2]  # without "level i"
+            by_part[part] = by_part.get(part, 0.0) + g.count * cache[key]
+            seconds += g.count * cache[key]
+    finally:
+        tf.config.optimizer.set_experimental_options(
+            {"disable_meta_optimizer": options.get("disable_meta_optimizer", False)})
+    return seconds, {k: round(v, 4) for k, v in by_part.items()}
+
+
 def run_one(args):
     baseline = peak_rss_mb()
     import contextlib
@@ -49,6 +118,7 @@ def run_one(args):
     from tfglow.training.distribute import make_runtime
     from tfglow.training.step import TrainStep
 
+    stages = {"import": rss_mb()}
     conv.set_conv_impl(args.conv_impl)
     overrides = {k: v for k, v in (("width", args.width), ("depth", args.depth)) if v}
     cfg = tfglow.GlowConfig.preset(args.preset, **overrides)
@@ -61,8 +131,10 @@ def run_one(args):
         x = tf.constant(rng.integers(0, 256, size=(args.batch,) + cfg.image_shape, dtype=np.uint8))
         y = tf.constant(rng.integers(0, cfg.n_y, size=args.batch), tf.int32)
         model.initialize(x, y if cfg.ycond else None)
+        stages["model"] = rss_mb()
         optimizer = make_optimizer("adamax", lr=1e-4, train_its=1000)
         optimizer.build(model.trainable_variables)
+        stages["optimizer"] = rss_mb()
         step = TrainStep(model, optimizer, rt, seed=0, xla=args.xla)
         t0 = time.time()
         for i in range(2):
@@ -74,6 +146,8 @@ def run_one(args):
             stats = step((x, y), 2 + i)
         loss = float(stats["loss"])
         elapsed = time.time() - t0
+        peak_memory = peak_rss_mb()
+        bound = gemm_bound(cfg, args.batch, compute_dtype) if args.gemm_bound else None
     n_params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     images_per_s = args.batch * args.steps / elapsed
     gflop = count_flops(cfg).train_step / 1e9
@@ -88,7 +162,16 @@ def run_one(args):
             "matmul_peak_gflops": round(peak, 1),
             "peak_fraction": round(gflop * images_per_s / peak, 3),
             "warmup_s": round(warmup_s, 1), "loss": round(loss, 4),
-            "peak_memory_mb": round(peak_rss_mb(), 1), "baseline_memory_mb": round(baseline, 1)}
+            "peak_memory_mb": round(peak_memory, 1), "baseline_memory_mb": round(baseline, 1),
+            "memory_stages_mb": {k: round(v, 1) for k, v in stages.items()},
+            **(_bound_fields(bound, elapsed / args.steps, args.batch) if bound else {})}
+
+
+def _bound_fields(bound, step_s, batch):
+    seconds, by_part = bound
+    return {"gemm_bound_step_s": round(seconds, 4),
+            "gemm_bound_images_per_s": round(batch / seconds, 2),
+            "gemm_efficiency": round(seconds / step_s, 3), "gemm_bound_s_by_part": by_part}
 
 
 def _model_kwargs(glow_cls, args):
@@ -161,6 +244,8 @@ def main():
     p.add_argument("--conv_impl", default="auto", choices=["auto", "native", "matmul"],
                    help="tfglow.conv: auto = native (cuDNN) on GPU, matmul forms on CPU")
     p.add_argument("--device", default=None, help="e.g. /CPU:0 or /GPU:0 (default: TF's choice)")
+    p.add_argument("--gemm_bound", action="store_true",
+                   help="also time the step's matrix products alone (CPU matmul forms only)")
     p.add_argument("--suite", action="store_true")
     p.add_argument("--out", default=os.path.join(RESULTS, "train_step.json"))
     args = p.parse_args()
