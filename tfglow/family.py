@@ -31,6 +31,8 @@ uint8 [B, H, W, C]; y int labels [B], read only by models with `conditional`):
                                 stochastic encoders (hierarchical)
     parameter_groups() -> {group: [variables]}   per-group learning rates (hierarchical;
                                 the trainer then takes tfglow.hierarchical.schedule's rates)
+    graph_optimizer             False: the train step runs without TensorFlow's Grappler
+                                (Flow++; tfglow.grappler); True by default
 
 `DensityModel` holds the input checks every family shares. `FAMILIES` maps a name to its
 config class, model class, presets (for --preset) and train.py defaults.
@@ -75,6 +77,7 @@ class DensityModel:
     what a model provides). `float_input` says what encode's x is, for error messages."""
 
     float_input = "preprocessed float images (model.preprocess)"
+    graph_optimizer = True
     conditional = False
     min_batch = 1
 

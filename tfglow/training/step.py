@@ -16,10 +16,13 @@ the gradients and stats are the means over them; micro-batch j takes its rows of
 fold_in(seed, j). With `xla` on a single replica, XLA compiles the whole step (noise, forward, backward, update);
 with several replicas or Horovod it compiles the forward and backward pass and the update
 stays outside, where the all-reduce of the distribution strategy or Horovod happens.
+A model with `graph_optimizer = False` (Flow++) has its step traced and run without
+TensorFlow's Grappler (tfglow.grappler).
 """
 import tensorflow as tf
 
 from tfglow import replica_noise
+from tfglow.grappler import graph_optimizer
 
 
 class TrainStep:
@@ -37,7 +40,9 @@ class TrainStep:
         self._fn = self._build()
 
     def __call__(self, batch, step):
-        return self._fn(batch, tf.convert_to_tensor(step, tf.int64))
+        # Every call with the same setting: the runtime optimizes a function once per config.
+        with graph_optimizer(getattr(self.model, "graph_optimizer", True)):
+            return self._fn(batch, tf.convert_to_tensor(step, tf.int64))
 
     def replica_index(self):
         if self.rt.hvd is not None:
