@@ -51,13 +51,19 @@ def matmul_peak_gflops(dtype="float32", n=2048, repeats=5, device=None):
         b = tf.random.normal([n, n], dtype=tf.float32)
         a, b = tf.cast(a, dtype), tf.cast(b, dtype)
         matmul = tf.function(lambda p, q: tf.reduce_sum(tf.cast(p @ q, tf.float32)[0, :1]))
-        matmul(a, b).numpy()
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            matmul(a, b).numpy()
-            best = min(best, time.perf_counter() - t0)
+        best = best_seconds(lambda: matmul(a, b).numpy(), repeats)
     return 2.0 * n ** 3 / best / 1e9
+
+
+def best_seconds(run, repeats):
+    """The fastest of `repeats` timed calls of run(), after one untimed call (tracing)."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def write_json(path, obj):

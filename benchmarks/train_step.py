@@ -40,8 +40,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import (RESULTS, command_line, machine_info, matmul_peak_gflops,  # noqa: E402
-                               peak_rss_mb, write_json)
+from benchmarks.common import (RESULTS, best_seconds, command_line, machine_info,  # noqa: E402
+                               matmul_peak_gflops, peak_rss_mb, write_json)
 
 
 def rss_mb():
@@ -71,13 +71,7 @@ def time_gemm(gemm, dtype, repeats=3, target_s=0.05):
                                  transpose_b=gemm.transpose_b)[0, 0]
         return last
 
-    run(a, b).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(a, b).numpy()
-        best = min(best, time.perf_counter() - t0)
-    return best / chain
+    return best_seconds(lambda: run(a, b).numpy(), repeats) / chain
 
 
 def gemm_bound(cfg, batch, dtype):
