@@ -76,15 +76,11 @@ def time_gemm(gemm, dtype, repeats=3, target_s=0.05):
 
 def gemm_bound(cfg, batch, dtype):
     """(seconds, {part: seconds}) of the step's products timed alone (module docstring)."""
-    import tensorflow as tf
-
     from tfglow.flops import train_gemms
+    from tfglow.grappler import graph_optimizer
 
     seconds, by_part, cache = 0.0, {}, {}
-    # Grappler would merge the chain's identical products into one.
-    options = tf.config.optimizer.get_experimental_options()
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    try:
+    with graph_optimizer(False):  # Grappler would merge the chain's identical products
         for g in train_gemms(cfg, batch):
             key = (g.m, g.k, g.n, g.transpose_a, g.transpose_b)
             if key not in cache:
@@ -92,9 +88,6 @@ def gemm_bound(cfg, batch, dtype):
             part = g.part.split(" ", 2)[2]  # without "level i"
             by_part[part] = by_part.get(part, 0.0) + g.count * cache[key]
             seconds += g.count * cache[key]
-    finally:
-        tf.config.optimizer.set_experimental_options(
-            {"disable_meta_optimizer": options.get("disable_meta_optimizer", False)})
     return seconds, {k: round(v, 4) for k, v in by_part.items()}
 
 
@@ -114,6 +107,9 @@ def run_one(args):
 
     stages = {"import": rss_mb()}
     conv.set_conv_impl(args.conv_impl)
+    if args.gemm_bound and conv.conv_impl() == "native":
+        raise SystemExit("--gemm_bound times tfglow.conv's matmul forms; this run's convolutions "
+                         "are native (--conv_impl native, or a GPU)")
     overrides = {k: v for k, v in (("width", args.width), ("depth", args.depth)) if v}
     cfg = tfglow.GlowConfig.preset(args.preset, **overrides)
     compute_dtype = "bfloat16" if args.precision == "mixed_bfloat16" else "float32"
