@@ -103,3 +103,30 @@ def test_flowpp_steps_run_without_grappler_glow_steps_with_it_and_the_loss_is_th
     glow.initialize(glow_x)
     _, calls = _losses_and_settings(glow, (glow_x, y), steps=2)
     assert calls == [False, False]
+
+
+def test_flowpp_evaluation_functions_run_without_grappler(monkeypatch):
+    from tfglow import evaluation
+
+    rng = np.random.default_rng(1)
+    cfg = small_config()
+    x = images(rng, 3, cfg)
+    y = tf.zeros([3], tf.int32)
+    seen = []
+    terms_fn, iw_fn = evaluation.per_image_terms, evaluation.importance_weighted_bits
+    monkeypatch.setattr(evaluation, "per_image_terms",
+                        lambda *a: (seen.append(grappler_disabled()), terms_fn(*a))[1])
+    monkeypatch.setattr(evaluation, "importance_weighted_bits",
+                        lambda *a: (seen.append(grappler_disabled()), iw_fn(*a))[1])
+    bits = {}
+    for setting in (False, True):
+        model = FlowPP(cfg)
+        model.initialize(x)
+        model.graph_optimizer = setting
+        seen.clear()
+        bits[setting] = (evaluation.compiled_terms(model)(x, y)["bits_x"].numpy(),
+                         evaluation.compiled_importance_weighted(model)(x, y, 2).numpy())
+        # Both traced inside their calls, with the setting (the second also traces terms).
+        assert len(seen) >= 2 and set(seen) == {not setting}
+    np.testing.assert_allclose(bits[False][0], bits[True][0], rtol=1e-6)
+    np.testing.assert_allclose(bits[False][1], bits[True][1], rtol=1e-6)

@@ -31,6 +31,8 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from tfglow.grappler import with_model_setting
+
 _PRIME = 2 ** 31 - 1
 
 
@@ -129,10 +131,11 @@ _COMPILED = weakref.WeakKeyDictionary()
 
 def compiled_terms(model, seed=0):
     """A tf.function (images uint8 [B, H, W, C], labels int32 [B]) -> per_image_terms dict,
-    traced once for any B (and cached per model and seed)."""
+    traced once for any B (and cached per model and seed); called without Grappler for a
+    model with graph_optimizer False (tfglow.grappler.with_model_setting)."""
     cache = _COMPILED.setdefault(model, {})
     if seed not in cache:
-        cache[seed] = _trace_terms(model, seed)
+        cache[seed] = with_model_setting(model, _trace_terms(model, seed))
     return cache[seed]
 
 
@@ -151,14 +154,14 @@ def _trace_terms(model, seed):
 
 def compiled_importance_weighted(model, seed=0):
     """A tf.function (images, labels, n_samples int32 scalar) -> importance_weighted_bits,
-    cached per model and seed."""
+    cached per model and seed; Grappler as compiled_terms."""
     cache = _COMPILED.setdefault(model, {})
     key = ("iw", seed)
     if key not in cache:
-        cache[key] = tf.function(
+        cache[key] = with_model_setting(model, tf.function(
             lambda images, labels, n: importance_weighted_bits(model, images, n, labels, seed),
             input_signature=[*_specs(model), tf.TensorSpec([], tf.int32)],
-            reduce_retracing=True)
+            reduce_retracing=True))
     return cache[key]
 
 

@@ -16,6 +16,7 @@ ran no slower without it; the peak memory was ~0.3 GB (4%) higher (README, Flow+
 it the cifar10 preset's width-128 step ran at 0.76x.
 """
 import contextlib
+import functools
 
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.eager import context
@@ -49,3 +50,16 @@ def grappler_disabled():
     config = config_pb2.ConfigProto()
     config.ParseFromString(context.context().function_call_options.config_proto_serialized)
     return config.graph_options.rewrite_options.disable_meta_optimizer
+
+
+def with_model_setting(model, fn):
+    """fn (a tf.function) if the model keeps Grappler (`model.graph_optimizer`, default True),
+    else a function that calls it inside graph_optimizer(False)."""
+    if getattr(model, "graph_optimizer", True):
+        return fn
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with graph_optimizer(False):
+            return fn(*args, **kwargs)
+    return call
