@@ -31,8 +31,9 @@ uint8 [B, H, W, C]; y int labels [B], read only by models with `conditional`):
                                 stochastic encoders (hierarchical)
     parameter_groups() -> {group: [variables]}   per-group learning rates (hierarchical;
                                 the trainer then takes tfglow.hierarchical.schedule's rates)
-    graph_optimizer             False: the train step runs without TensorFlow's Grappler
-                                (Flow++; tfglow.grappler); True by default
+    graph_optimizer             False: the train step and the evaluator's compiled functions
+                                run without TensorFlow's Grappler (Flow++; tfglow.grappler);
+                                True by default
 
 `DensityModel` holds the input checks every family shares. `FAMILIES` maps a name to its
 config class, model class, presets (for --preset) and train.py defaults.
