@@ -7,15 +7,14 @@ A tf.function call takes its TensorFlow config from the calling thread's functio
 options (tf.function's FunctionCallOptions), and the runtime optimizes a function once per
 config it is called with. `graph_optimizer(False)` sets `disable_meta_optimizer` in that
 config, on this thread only, and restores the options it found on exit: the process-wide
-`tf.config.optimizer` settings and other threads are untouched. Nested functions traced
-inside (while-loop bodies, strategy.run) carry the same config.
+`tf.config.optimizer` settings and other threads are untouched.
 
 Why a model family may want it off (`DensityModel.graph_optimizer`): for the Flow++ cifar10
 preset Grappler took ~14 of the ~46 s of the train step's first call, and the steps after it
 ran no slower without it; the peak memory was ~0.3 GB (4%) higher (README, Flow++). The
 trainer's step (tfglow.training.step) and the evaluator's compiled functions
-(tfglow.evaluation, through `with_model_setting`) follow the model's setting. For Glow it stays on: without
-it the cifar10 preset's width-128 step ran at 0.76x.
+(tfglow.evaluation, through `with_model_setting`) follow the model's setting. For Glow it
+stays on: without it the cifar10 preset's width-128 step ran at 0.76x.
 """
 import contextlib
 import functools
