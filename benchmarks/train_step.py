@@ -181,10 +181,10 @@ def _model_kwargs(glow_cls, args):
 
 # Extra command-line arguments of each suite row (--preset cifar10 --batch 16 always).
 SUITE = [
-    ["--steps", "3"],
+    ["--steps", "3", "--gemm_bound"],
     ["--steps", "2", "--gradient_checkpointing", "1"],
     ["--steps", "2", "--conv_impl", "native"],
-    ["--steps", "5", "--width", "128"],
+    ["--steps", "5", "--width", "128", "--gemm_bound"],
     ["--steps", "5", "--width", "128", "--gradient_checkpointing", "1"],
     ["--steps", "5", "--width", "128", "--gradient_checkpointing", "2"],
     ["--steps", "5", "--width", "128", "--xla"],
@@ -193,7 +193,7 @@ SUITE = [
 ]
 COLUMNS = [("width", 6), ("gradient_checkpointing", 3), ("xla", 5), ("conv_impl", 7),
            ("precision", 15), ("images_per_s", 7), ("step_s", 7), ("achieved_gflops", 7),
-           ("peak_fraction", 6), ("peak_memory_mb", 8)]
+           ("peak_fraction", 6), ("gemm_efficiency", 6), ("peak_memory_mb", 8)]
 
 
 def run_suite(args):
@@ -214,10 +214,12 @@ def run_suite(args):
 
 def print_table(rows):
     names = {"gradient_checkpointing": "gc", "images_per_s": "img/s", "achieved_gflops": "GF/s",
-             "peak_fraction": "peak", "peak_memory_mb": "peak MB", "conv_impl": "conv"}
+             "peak_fraction": "peak", "gemm_efficiency": "/gemm", "peak_memory_mb": "peak MB",
+             "conv_impl": "conv"}
     print("\n" + " ".join(f"{names.get(k, k):>{w}}" for k, w in COLUMNS))
     for r in rows:
-        print(" ".join(f"{r.get(k, 'err')!s:>{w}}" for k, w in COLUMNS))
+        missing = "err" if "error" in r else "-"
+        print(" ".join(f"{r.get(k, missing)!s:>{w}}" for k, w in COLUMNS))
 
 
 def main():
