@@ -23,6 +23,17 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def proc_status_mb(*keys):
+    """{key: MB} from /proc/self/status (VmRSS, VmHWM)."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            if key in keys:
+                out[key] = int(value.split()[0]) / 1024.0
+    return out
+
+
 def machine_info():
     import numpy as np
     import tensorflow as tf

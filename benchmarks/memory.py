@@ -37,16 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 MARK = "RESULT "
 
-from benchmarks.common import machine_info, write_json  # noqa: E402
-def proc_status_mb(*keys):
-    """{key: MB} from /proc/self/status (VmRSS, VmHWM)."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, value = line.split(":", 1)
-            if key in keys:
-                out[key] = int(value.split()[0]) / 1024.0
-    return out
+from benchmarks.common import machine_info, proc_status_mb, write_json  # noqa: E402
 
 
 def reset_peak_rss():

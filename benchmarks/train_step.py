@@ -41,13 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import (RESULTS, best_seconds, command_line, machine_info,  # noqa: E402
-                               matmul_peak_gflops, peak_rss_mb, write_json)
-
-
-def rss_mb():
-    """Resident memory of this process now (MB)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+                               matmul_peak_gflops, peak_rss_mb, proc_status_mb, write_json)
 
 
 def time_gemm(gemm, dtype, repeats=3, target_s=0.05):
@@ -105,7 +99,7 @@ def run_one(args):
     from tfglow.training.distribute import make_runtime
     from tfglow.training.step import TrainStep
 
-    stages = {"import": rss_mb()}
+    stages = {"import": proc_status_mb("VmRSS")["VmRSS"]}
     conv.set_conv_impl(args.conv_impl)
     if args.gemm_bound and conv.conv_impl() == "native":
         raise SystemExit("--gemm_bound times tfglow.conv's matmul forms; this run's convolutions "
@@ -121,10 +115,10 @@ def run_one(args):
         x = tf.constant(rng.integers(0, 256, size=(args.batch,) + cfg.image_shape, dtype=np.uint8))
         y = tf.constant(rng.integers(0, cfg.n_y, size=args.batch), tf.int32)
         model.initialize(x, y if cfg.ycond else None)
-        stages["model"] = rss_mb()
+        stages["model"] = proc_status_mb("VmRSS")["VmRSS"]
         optimizer = make_optimizer("adamax", lr=1e-4, train_its=1000)
         optimizer.build(model.trainable_variables)
-        stages["optimizer"] = rss_mb()
+        stages["optimizer"] = proc_status_mb("VmRSS")["VmRSS"]
         step = TrainStep(model, optimizer, rt, seed=0, xla=args.xla)
         t0 = time.time()
         for i in range(2):

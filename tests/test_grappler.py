@@ -10,7 +10,7 @@ from tensorflow.python.eager import context
 import tfglow
 from flowpp_helpers import images, small_config
 from tfglow.flowpp import FlowPP
-from tfglow.grappler import graph_optimizer, grappler_disabled
+from tfglow.grappler import graph_optimizer, grappler_disabled, with_model_setting
 from tfglow.optim import make_optimizer
 from tfglow.training.distribute import make_runtime
 from tfglow.training.step import TrainStep
@@ -72,14 +72,32 @@ def test_a_function_called_inside_is_optimized_without_grappler():
     assert off >= on + 20
 
 
+def test_with_model_setting_wraps_every_call_only_for_models_without_grappler():
+    seen = []
+
+    def fn(a):
+        seen.append(grappler_disabled())
+        return a + 1
+
+    class Model:
+        graph_optimizer = False
+
+    wrapped = with_model_setting(Model(), fn)
+    assert [wrapped(i) for i in range(3)] == [1, 2, 3] and seen == [True] * 3
+    Model.graph_optimizer = True
+    assert with_model_setting(Model(), fn) is fn
+    assert with_model_setting(object(), fn) is fn  # no attribute: Grappler on
+
+
 def _losses_and_settings(model, batch, steps=3):
-    """(losses, grappler_disabled() at each compiled call) of `steps` train steps."""
+    """(losses, grappler_disabled() at each trace of the model's loss) of `steps` train steps."""
     optimizer = make_optimizer("adam", lr=1e-3, beta2=0.999, train_its=100)
     optimizer.build(model.trainable_variables)
     step = TrainStep(model, optimizer, make_runtime("none"), seed=0)
-    calls, fn = [], step._fn
-    step._fn = lambda *a: (calls.append(grappler_disabled()), fn(*a))[1]
-    return [float(step(batch, i)["loss"]) for i in range(steps)], calls
+    traces, loss_terms = [], model.loss_terms
+    model.loss_terms = lambda *a, **k: (traces.append(grappler_disabled()),
+                                        loss_terms(*a, **k))[1]
+    return [float(step(batch, i)["loss"]) for i in range(steps)], traces
 
 
 def test_flowpp_steps_run_without_grappler_glow_steps_with_it_and_the_loss_is_the_same():
@@ -93,16 +111,16 @@ def test_flowpp_steps_run_without_grappler_glow_steps_with_it_and_the_loss_is_th
         model.initialize(x)
         assert model.graph_optimizer is False
         model.graph_optimizer = setting
-        losses[setting], calls = _losses_and_settings(model, (x, y))
-        assert calls == [not setting] * 3
+        losses[setting], traces = _losses_and_settings(model, (x, y))
+        assert traces == [not setting]  # traced once, inside the first call
     np.testing.assert_allclose(losses[False], losses[True], rtol=1e-5)
 
     glow_cfg = tfglow.GlowConfig(image_size=8, n_levels=2, depth=1, width=8)
     glow = tfglow.Glow(glow_cfg)
     glow_x = tf.constant(rng.integers(0, 256, (4,) + glow_cfg.image_shape), tf.uint8)
     glow.initialize(glow_x)
-    _, calls = _losses_and_settings(glow, (glow_x, y), steps=2)
-    assert calls == [False, False]
+    _, traces = _losses_and_settings(glow, (glow_x, y), steps=2)
+    assert traces == [False]
 
 
 def test_flowpp_evaluation_functions_run_without_grappler(monkeypatch):

@@ -55,7 +55,8 @@ def grappler_disabled():
 
 def with_model_setting(model, fn):
     """fn (a tf.function) if the model keeps Grappler (`model.graph_optimizer`, default True),
-    else a function that calls it inside graph_optimizer(False)."""
+    else a function that calls it inside graph_optimizer(False), every call (the runtime
+    optimizes a function once per config, so a call with Grappler would optimize it again)."""
     if getattr(model, "graph_optimizer", True):
         return fn
 

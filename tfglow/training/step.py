@@ -17,12 +17,12 @@ fold_in(seed, j). With `xla` on a single replica, XLA compiles the whole step (n
 with several replicas or Horovod it compiles the forward and backward pass and the update
 stays outside, where the all-reduce of the distribution strategy or Horovod happens.
 A model with `graph_optimizer = False` (Flow++) has its step traced and run without
-TensorFlow's Grappler (tfglow.grappler).
+TensorFlow's Grappler (tfglow.grappler; read when the step is built).
 """
 import tensorflow as tf
 
 from tfglow import replica_noise
-from tfglow.grappler import graph_optimizer
+from tfglow.grappler import with_model_setting
 
 
 class TrainStep:
@@ -37,12 +37,10 @@ class TrainStep:
         self._xla_whole_step = xla and single
         self._loss_and_grads = (tf.function(self.loss_and_grads, jit_compile=True, autograph=False)
                                 if xla and not single else self.loss_and_grads)
-        self._fn = self._build()
+        self._fn = with_model_setting(model, self._build())
 
     def __call__(self, batch, step):
-        # Every call with the same setting: the runtime optimizes a function once per config.
-        with graph_optimizer(getattr(self.model, "graph_optimizer", True)):
-            return self._fn(batch, tf.convert_to_tensor(step, tf.int64))
+        return self._fn(batch, tf.convert_to_tensor(step, tf.int64))
 
     def replica_index(self):
         if self.rt.hvd is not None:
