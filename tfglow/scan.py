@@ -143,8 +143,8 @@ def loop_over_rows(params, body, loop_vars, logdet, reverse=False):
     loop's output) is an empty list, and the backward loop pushes one row gradient per
     iteration. Read by index from lists captured by the loop (row_reader), the gradient
     instead starts from a zero-filled copy of every list, as large as the prepared weights
-    (0.18 GB per train step for the cifar10 preset at width 512). XLA compiles neither TensorListScatterV2 nor lists
-    grown from empty, so under XLA the rows are read by index.
+    (0.18 GB per train step for the cifar10 preset at width 512). XLA compiles neither
+    TensorListScatterV2 nor lists grown from empty, so under XLA the rows are read by index.
     """
     k_count = n_steps(params)
     flat = tf.nest.flatten(params)
