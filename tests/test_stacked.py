@@ -99,3 +99,37 @@ def test_traced_data_dependent_init_matches_the_eager_one():
     z = squeeze2d(traced.preprocess(x) + 0.5 / CFG.n_bins)
     assert np.abs(np.mean(traced.flow_steps[0].actnorm.forward(z)[0].numpy(),
                           axis=(0, 1, 2))).max() < 1e-3
+
+
+def _buffer(t):
+    """The address of a CPU tensor's buffer (through DLPack, without a copy)."""
+    class _View:
+        def __dlpack__(self, **kwargs):
+            return tf.experimental.dlpack.to_dlpack(t)
+
+        def __dlpack_device__(self):
+            return (1, 0)  # kDLCPU
+    return np.from_dlpack(_View()).__array_interface__["data"][0]
+
+
+def test_weights_and_slots_read_without_copies_after_init_row_access_and_a_step():
+    # A gather from or scatter into a variable puts it in TensorFlow's copy-on-read mode for
+    # good: every later read (each train step's) copies it. Rows must not do that.
+    from tfglow.optim import make_optimizer
+    from tfglow.training.distribute import make_runtime
+    from tfglow.training.step import TrainStep
+
+    model = tfglow.Glow(CFG)
+    model.initialize(images())  # traced data-dependent init: rows read and assigned by index
+    step1 = model.flow_steps[1]
+    step1.actnorm.bias.assign(step1.actnorm.bias.numpy() + 1.0)  # eager row read and assign
+    step1.permutation.set_from_matrix(np.eye(12, dtype=np.float32)[::-1].copy())
+    optimizer = make_optimizer("adamax", lr=1e-3, train_its=10)
+    optimizer.build(model.trainable_variables)
+    step = TrainStep(model, optimizer, make_runtime("none"), seed=0)
+    step((images(), tf.zeros([4], tf.int32)), 0)
+    variables = [v.value if hasattr(v, "value") else v
+                 for v in model.variables + optimizer.variables]
+    copied = [v.name for v in variables
+              if _buffer(tf.convert_to_tensor(v)) != _buffer(tf.convert_to_tensor(v))]
+    assert not copied

@@ -330,7 +330,7 @@ class GlowOptimizer(keras.optimizers.Optimizer):
         if self._variable_groups is None:
             return None
         ids = [self._variable_groups[i] for i in self._groups[group]]
-        return tf.gather(self._group_scales, ids)
+        return tf.gather(tf.convert_to_tensor(self._group_scales), ids)  # dense read (stacked.Row)
 
     def _group_update(self, group, items, grads, learning_rate):
         """The module docstring's update on the stacked [n, *shape] tensors of one group.

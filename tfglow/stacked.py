@@ -91,20 +91,19 @@ class Row:
         index = getattr(_state, "index", None)
         return self.index if index is None else index
 
+    # Dense reads and writes only: one sparse access (a gather from or a scatter into the
+    # variable) puts it in TensorFlow's copy-on-read mode for good, after which every read
+    # of it, in every train step, copies the whole [K, ...] variable.
     def read(self):
-        value = self.variable.value
+        value = tf.convert_to_tensor(self.variable.value)
         if getattr(_state, "whole", False):
-            return tf.convert_to_tensor(value)
+            return value
         return tf.gather(value, self._row())
 
     def assign(self, value):
         value = tf.cast(tf.convert_to_tensor(value), self.dtype)
         var, index = self.variable.value, tf.reshape(self._row(), [1, 1])
-        if isinstance(var, tf.distribute.DistributedValues):
-            # Mirrored variables take whole assigns only (replicas assign the same value).
-            var.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(var), index, value[None]))
-        else:
-            var.scatter_nd_update(index, value[None])
+        var.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(var), index, value[None]))
         return self
 
     def numpy(self):
