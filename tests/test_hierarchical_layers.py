@@ -155,6 +155,37 @@ def test_unitary_1x1_is_orthogonal_with_zero_logdet(rng):
                                np.linalg.norm(x.numpy(), axis=-1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("scale", [0.0, 1e-3, 0.5, 3.0, 30.0, 300.0])
+def test_expm_equals_scipy_for_small_and_scaled_norms(scale):
+    import scipy.linalg
+    from tfglow.hierarchical.invconv import expm
+    a = np.random.default_rng(7).standard_normal((6, 6)) * scale
+    # general (where its exponential is finite) and skew-symmetric (the layer's; orthogonal)
+    for m in (a, a - a.T) if scale <= 30 else (a - a.T,):
+        want = scipy.linalg.expm(m)
+        np.testing.assert_allclose(expm(tf.constant(m)).numpy(), want,
+                                   atol=1e-11 * max(np.abs(want).max(), 1.0), rtol=0)
+
+
+def test_expm_gradient_equals_tf_linalg_expm_eagerly_and_under_xla():
+    from tfglow.hierarchical.invconv import expm
+    rng = np.random.default_rng(8)
+    m = tf.constant(rng.standard_normal((6, 6)) * 3.0)  # needs squarings (|m|_1 > theta13)
+    weights = tf.constant(rng.standard_normal((6, 6)))
+
+    def gradient(fn):
+        def run(m):
+            with tf.GradientTape() as tape:
+                tape.watch(m)
+                y = tf.reduce_sum(fn(m) * weights)
+            return tape.gradient(y, m)
+        return run
+
+    want = gradient(tf.linalg.expm)(m).numpy()
+    for got in (gradient(expm)(m), tf.function(gradient(expm), jit_compile=True)(m)):
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-12 * np.abs(want).max(), rtol=0)
+
+
 def test_freeform_1x1_is_scaled_rotation_at_init():
     layer = FreeFormInvConv(5, scaling=0.3, rng=np.random.default_rng(0))
     np.testing.assert_allclose(layer.kernel.numpy() @ layer.kernel.numpy().T * 0.09, np.eye(5),

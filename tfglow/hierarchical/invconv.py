@@ -6,7 +6,8 @@ log|det| = H W log|det W| (float64); decoding through W^-1 computed in float64.
 
 UnitaryInvConv (UnitaryPermute): stored A [C, C] ~ N(0, 1) / M, W = expm(M (A - A^T)), the
 matrix exponential of a skew-symmetric matrix: orthogonal with det 1, so log|det| = 0 and
-W^-1 = W^T. Used in the end block (M = 0.1).
+W^-1 = W^T. Used in the end block (M = 0.1). The exponential is `expm` below, not
+tf.linalg.expm, whose data-dependent loop of squarings XLA cannot differentiate.
 """
 import numpy as np
 import tensorflow as tf
@@ -18,6 +19,39 @@ from tfglow.invconv import log_abs_det, random_rotation
 def _apply(x, w):
     """y[..., o] = sum_i w[o, i] x[..., i]."""
     return tf.einsum("bhwi,oi->bhwo", x, tf.cast(w, x.dtype))
+
+
+# Pade [13/13] coefficients and the largest 1-norm it serves unscaled (Higham 2005, Table 2.3).
+_PADE13 = (64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353796428800.0,
+           129060195264000.0, 10559470521600.0, 670442572800.0, 33522128640.0, 1323241920.0,
+           40840800.0, 960960.0, 16380.0, 182.0, 1.0)
+_THETA13 = 5.371920351148152
+MAX_SQUARINGS = 40
+
+
+def expm(a):
+    """Matrix exponential of a [C, C] (float64) by scaling and squaring (Higham 2005): the
+    [13/13] Pade approximant of a / 2^s, then squared s times, s = max(0, ceil(log2(|a|_1 /
+    theta13))) as tf.linalg.expm takes for large norms. The squarings are a fixed chain of
+    MAX_SQUARINGS (each kept or skipped by a select), not a loop whose length depends on the
+    data, so XLA compiles it and its gradient; for |a|_1 < theta13 * 2^40 the result is the
+    same."""
+    b = [tf.constant(c, a.dtype) for c in _PADE13]
+    eye = tf.eye(int(a.shape[-1]), dtype=a.dtype)
+    norm = tf.reduce_max(tf.reduce_sum(tf.abs(a), axis=-2))
+    s = tf.math.ceil(tf.math.log(norm / _THETA13) / np.log(2.0))
+    s = tf.clip_by_value(tf.where(norm > 0, s, 0.0), 0.0, float(MAX_SQUARINGS))
+    a = a / tf.pow(tf.constant(2.0, a.dtype), s)
+    a2 = a @ a
+    a4 = a2 @ a2
+    a6 = a4 @ a2
+    u = a @ (a6 @ (b[13] * a6 + b[11] * a4 + b[9] * a2) + b[7] * a6 + b[5] * a4 + b[3] * a2
+             + b[1] * eye)
+    v = a6 @ (b[12] * a6 + b[10] * a4 + b[8] * a2) + b[6] * a6 + b[4] * a4 + b[2] * a2 + b[0] * eye
+    r = tf.linalg.solve(v - u, v + u)
+    for i in range(MAX_SQUARINGS):
+        r = tf.where(i < s, r @ r, r)
+    return r
 
 
 class FreeFormInvConv(FlowLayer):
@@ -57,7 +91,7 @@ class UnitaryInvConv(FlowLayer):
 
     def weight(self):
         skew = (self.raw - tf.transpose(self.raw)) * self.scaling
-        return tf.linalg.expm(tf.cast(skew, tf.float64))
+        return expm(tf.cast(skew, tf.float64))
 
     def forward(self, x, **cond):
         return _apply(x, self.weight()), per_example(0.0, x)
