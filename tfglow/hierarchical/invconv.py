@@ -34,8 +34,7 @@ def expm(a):
     [13/13] Pade approximant of a / 2^s, then squared s times, s = max(0, ceil(log2(|a|_1 /
     theta13))) as tf.linalg.expm takes for large norms. The squarings are a fixed chain of
     MAX_SQUARINGS (each kept or skipped by a select), not a loop whose length depends on the
-    data, so XLA compiles it and its gradient; for |a|_1 < theta13 * 2^40 the result is the
-    same."""
+    data, so XLA compiles it and its gradient; below |a|_1 = theta13 * 2^40 none is missing."""
     b = [tf.constant(c, a.dtype) for c in _PADE13]
     eye = tf.eye(int(a.shape[-1]), dtype=a.dtype)
     norm = tf.reduce_max(tf.reduce_sum(tf.abs(a), axis=-2))
