@@ -161,8 +161,8 @@ def main():
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--widths", type=int, nargs="+", default=[512, 128])
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--xla", nargs="?", const="on", default=None,
-                   help="--one: compile the train step with XLA; else both|on|off (default both)")
+    p.add_argument("--xla", nargs="?", const="on", default=None, choices=["both", "on", "off"],
+                   help="--one: on|off (bare --xla = on); else both|on|off (default both)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--trees", nargs="*", default=None, help="NAME=PATH source trees to compare")
     p.add_argument("--tree", default=None, help="--one: import tfglow from this source tree")
@@ -170,7 +170,9 @@ def main():
     p.add_argument("--out", default=os.path.join(RESULTS, "startup.json"))
     args = p.parse_args()
     if args.one:
-        args.xla = args.xla is not None
+        if args.xla == "both":
+            p.error("--xla both measures two processes; with --one give --xla on or off")
+        args.xla = args.xla == "on"
         print(json.dumps(run_one(args)), flush=True)
     else:
         args.xla = args.xla or "both"

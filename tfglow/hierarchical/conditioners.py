@@ -35,7 +35,10 @@ class _Conditioner(keras.layers.Layer):
         self._visible = np.asarray(visible) * np.sqrt(2.0)
         self._transformed = np.asarray(transformed)
 
-    def masks(self, dtype):
+    def masks(self, dtype, given=None):
+        """(visible * sqrt 2, transformed) [R, R, C]; `given` (a shared trace's) if not None."""
+        if given is not None:
+            return given
         return tf.constant(self._visible, dtype), tf.constant(self._transformed, dtype)
 
     def _outputs(self, s, b, transformed):
@@ -68,8 +71,8 @@ class ConvConditioner(_Conditioner):
                               name="conv_out_scale", **conv)
         self.built = True
 
-    def call(self, x, cond=None):
-        visible, transformed = self.masks(x.dtype)
+    def call(self, x, cond=None, masks=None):
+        visible, transformed = self.masks(x.dtype, masks)
         if self.is_cond:
             cond = cond + self.cond_pre(cond)
             h = self.cond_connect(tf.concat([x * visible, cond], -1))
@@ -138,8 +141,8 @@ class UNetConditioner(_Conditioner):
         n = int(x.shape[1])
         return upsample(x) if n > 4 else bilinear(x, 2 * n, align_corners=True)
 
-    def call(self, x, cond=None):
-        visible, transformed = self.masks(x.dtype)
+    def call(self, x, cond=None, masks=None):
+        visible, transformed = self.masks(x.dtype, masks)
         if self.is_cond:
             h = self.conv1(self.cond_connect(tf.concat([x * visible, self.cond_pre(cond)], -1)))
         else:

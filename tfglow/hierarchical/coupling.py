@@ -19,10 +19,10 @@ class MaskedAffineCoupling(FlowLayer):
         self.net = net
         self.built = True
 
-    def forward(self, x, cond=None, **unused):
-        s, b = self.net(x, cond)
+    def forward(self, x, cond=None, masks=None, **unused):
+        s, b = self.net(x, cond, masks=masks)
         return (x - b) * tf.exp(-s), -sum_except_batch(s)
 
-    def inverse(self, y, cond=None, **unused):
-        s, b = self.net(y, cond)
+    def inverse(self, y, cond=None, masks=None, **unused):
+        s, b = self.net(y, cond, masks=masks)
         return y * tf.exp(s) + b, sum_except_batch(s)

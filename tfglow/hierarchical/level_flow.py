@@ -14,11 +14,16 @@ Without `affine` (the end block) the affine maps are skipped.
 each step is recomputed in the backward pass (step.recomputed), so only the step boundaries
 [B, H, W, C] are kept, not the coupling networks' hidden layers. Not during the data-dependent
 init, whose actnorms assign their variables in the forward pass.
+
+`share_traces` (attribute, default on): in a graph, steps of the same structure run as calls of
+one traced function with their own weights and masks (tfglow.hierarchical.shared_trace), so
+the graph holds at most two step bodies per level instead of K.
 """
 import tensorflow as tf
 
 from tfglow.actnorm import ddi_active
 from tfglow.flow import FlowLayer, sum_except_batch
+from tfglow.hierarchical.shared_trace import SharedSteps
 from tfglow.hierarchical.step import FlowStep, recomputed
 
 
@@ -31,7 +36,15 @@ class ConditionalFlow(FlowLayer):
                                name=f"step{i}", **step_kwargs)
                       for i, split in enumerate(splits)]
         self.checkpoint = False
+        self.share_traces = True
+        self._shared = SharedSteps(self.steps)
         self.built = True
+
+    def _runner(self, direction):
+        """(k, step, x, cond) -> step.<direction>(x, cond=cond): shared traces in a graph."""
+        if self.share_traces and tf.inside_function() and not ddi_active():
+            return lambda k, step, x, c: self._shared.run(k, step, direction, x, c)
+        return lambda k, step, x, c: getattr(step, direction)(x, cond=c)
 
     def forward(self, x, cond=None, affine=None, **unused):
         logdet = 0.0
@@ -40,11 +53,13 @@ class ConditionalFlow(FlowLayer):
             x = (x - start_b) * tf.exp(-start_s)
             logdet = -sum_except_batch(start_s)
         checkpoint = self.checkpoint and not ddi_active()
-        for step in reversed(self.steps):
+        run = self._runner("forward")
+        for k in reversed(range(len(self.steps))):
+            step = self.steps[k]
             if checkpoint:
-                x, d = recomputed(lambda x, c, step=step: step.forward(x, cond=c), x, cond)
+                x, d = recomputed(lambda x, c, k=k, step=step: run(k, step, x, c), x, cond)
             else:
-                x, d = step.forward(x, cond=cond)
+                x, d = run(k, step, x, cond)
             logdet = logdet + d
         if affine is not None:
             x = (x - end_b) * tf.exp(-end_s)
@@ -57,8 +72,9 @@ class ConditionalFlow(FlowLayer):
             start_b, start_s, end_b, end_s = affine
             z = z * tf.exp(end_s) + end_b
             logdet = sum_except_batch(end_s)
-        for step in self.steps:
-            z, d = step.inverse(z, cond=cond)
+        run = self._runner("inverse")
+        for k, step in enumerate(self.steps):
+            z, d = run(k, step, z, cond)
             logdet = logdet + d
         if affine is not None:
             z = z * tf.exp(start_s) + start_b

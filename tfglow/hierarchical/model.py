@@ -94,6 +94,22 @@ class HierarchicalFlow(DensityModel, keras.Model):
         for flow in (self.end.prior_flow, self.end.rest_flow):
             flow.checkpoint = mode
 
+    @property
+    def flows(self):
+        """Every ConditionalFlow: the levels' (finest first), then the end block's two."""
+        return [level.flow for level in self.levels] + [self.end.prior_flow, self.end.rest_flow]
+
+    @property
+    def share_traces(self):
+        """True (default): in a graph, each level's steps of one structure run through one
+        traced function (tfglow.hierarchical.shared_trace). False: every step traced."""
+        return all(flow.share_traces for flow in self.flows)
+
+    @share_traces.setter
+    def share_traces(self, on):
+        for flow in self.flows:
+            flow.share_traces = bool(on)
+
     # ----------------------------------------------------------------- data space
     def preprocess(self, x_uint8):
         """uint8 [B, H, W, C] -> float32 p / 256 - 0.5."""
@@ -371,8 +387,7 @@ class HierarchicalFlow(DensityModel, keras.Model):
         """Parameters as hflow counts them: the trainable ones plus its frozen split masks (two
         per coupling, [C, R, R]; [C] at 1x1) and the end block's style and base masks."""
         masks = 0
-        flows = [lv.flow for lv in self.levels] + [self.end.prior_flow, self.end.rest_flow]
-        for flow in flows:
+        for flow in self.flows:
             masks += len(flow.steps) * 2 * flow.channels * flow.res ** 2
         masks += 2 * self.config.end_channels
         return int(sum(np.prod(v.shape) for v in self.trainable_variables)) + masks

@@ -42,15 +42,16 @@ class FlowStep(FlowLayer):
         self.invconv = conv(channels, scaling=permute_scaling, rng=rng, name="invconv")
         self.built = True
 
-    def forward(self, x, cond=None, **unused):
+    def forward(self, x, cond=None, masks=None, **unused):
+        """masks: (visible, transformed) [R, R, C] in place of the step's own (shared traces)."""
         x, a = self.actnorm.forward(x)
-        x, b = self.coupling.forward(x, cond=cond)
+        x, b = self.coupling.forward(x, cond=cond, masks=masks)
         x, c = self.invconv.forward(x)
         return x, a + b + c
 
-    def inverse(self, y, cond=None, **unused):
+    def inverse(self, y, cond=None, masks=None, **unused):
         y, c = self.invconv.inverse(y)
-        y, b = self.coupling.inverse(y, cond=cond)
+        y, b = self.coupling.inverse(y, cond=cond, masks=masks)
         y, a = self.actnorm.inverse(y)
         return y, a + b + c
 
