@@ -18,7 +18,8 @@ between them for every configuration so that the machine's load affects them ali
   eval_bpd_s      trace + first call of evaluation.compiled_terms (evaluate.py's bits/dim)
                   on one batch (jit_compile with --xla);
   sample_s        trace + first call of a tf.function of model.sample (n = batch);
-  export_s        tfglow.export.export_saved_model (traces 5 signatures, writes them).
+  export_s        tfglow.export.export_saved_model (traces 5 signatures, writes them);
+  step_s          with --steps N: seconds per train step over N more steps (images_per_s).
 The cifar10 preset (3 levels x 32 steps) at the given width, batch 16, synthetic images.
 `--model flowpp|hierarchical` measures that family's --preset (its own names, e.g. flowpp's
 cifar10, the hierarchical model's cpu32) with its train.py optimizer (Adam, beta2 0.999);
@@ -87,6 +88,14 @@ def run_one(args):
            "tree": os.path.dirname(tfglow.__file__),
            "first_step_s": round(process_age_s(), 1), "trace_step_s": round(time.time() - t0, 1),
            "loss": round(loss, 4)}
+    if args.steps:
+        loss = float(step((x, y), 1)["loss"])  # the second call still warms up
+        t0 = time.time()
+        for i in range(args.steps):
+            loss = float(step((x, y), 2 + i)["loss"])
+        row["step_s"] = round((time.time() - t0) / args.steps, 4)
+        row["images_per_s"] = round(args.batch / row["step_s"], 3)
+        row["last_loss"] = round(loss, 4)
     if not args.skip_extras:
         t0 = time.time()
         if args.xla:
@@ -128,6 +137,7 @@ def run_all(args):
                     cmd += ["--width", str(width)] if width is not None else []
                     cmd += ["--xla"] if xla else []
                     cmd += ["--skip_extras"] if args.skip_extras else []
+                    cmd += ["--steps", str(args.steps)] if args.steps else []
                     cmd += ["--tree", path]
                     load = load_now()
                     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -143,14 +153,16 @@ def run_all(args):
 
 
 COLUMNS = [("tree_name", 10), ("model", 12), ("width", 6), ("xla", 6), ("first_step_s", 13),
-           ("trace_step_s", 13), ("eval_bpd_s", 11), ("sample_s", 9), ("export_s", 9), ("peak_memory_mb", 9),
+           ("trace_step_s", 13), ("eval_bpd_s", 11), ("sample_s", 9), ("export_s", 9), ("step_s", 7),
+           ("peak_memory_mb", 9),
            ("load_before", 6)]
 
 
 def print_table(rows):
     print("\n" + " ".join(f"{k:>{w}}" for k, w in COLUMNS))
     for r in rows:
-        print(" ".join(f"{r.get(k, 'err')!s:>{w}}" for k, w in COLUMNS))
+        missing = "err" if "error" in r else "-"
+        print(" ".join(f"{r.get(k, missing)!s:>{w}}" for k, w in COLUMNS))
 
 
 def main():
@@ -167,6 +179,8 @@ def main():
     p.add_argument("--trees", nargs="*", default=None, help="NAME=PATH source trees to compare")
     p.add_argument("--tree", default=None, help="--one: import tfglow from this source tree")
     p.add_argument("--skip_extras", action="store_true", help="first train step only")
+    p.add_argument("--steps", type=int, default=0,
+                   help="then time this many more train steps (after a second warm-up step)")
     p.add_argument("--out", default=os.path.join(RESULTS, "startup.json"))
     args = p.parse_args()
     if args.one:

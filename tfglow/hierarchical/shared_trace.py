@@ -59,7 +59,7 @@ class SharedSteps:
                 with keras.StatelessScope(state_mapping=mapping):
                     return method(x, cond=cond, masks=masks)
 
-            fn = tf.function(body, autograph=False, 
+            fn = tf.function(body, autograph=False,
                              experimental_attributes={"_noinline": True})
             self._functions[(key, direction)] = fn
         return fn
